@@ -1,0 +1,52 @@
+//! Replayable feeds: every event of a type, in order, read by cursor.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use serde::{Deserialize, Serialize};
+
+use super::{SharedState, malformed};
+use crate::error::ApiError;
+use crate::identity::Peer;
+use crate::registry::Kind;
+use crate::store::FeedItem;
+
+#[derive(Debug, Deserialize)]
+pub struct FeedParams {
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FeedPage {
+    events: Vec<FeedItem>,
+    /// Pass as `after` to continue; equal to the request's `after` when nothing new arrived.
+    next: i64,
+}
+
+pub async fn read(
+    State(st): State<SharedState>,
+    peer: Peer,
+    Path(type_): Path<String>,
+    params: Result<Query<FeedParams>, QueryRejection>,
+) -> Result<Json<FeedPage>, ApiError> {
+    let Query(p) = params.map_err(malformed)?;
+    let def = st
+        .registry
+        .type_def(&type_)
+        .ok_or_else(|| ApiError::UnknownType(type_.clone()))?;
+    if !def.consumers.allows(&peer.member) && !def.producers.allows(&peer.member) {
+        return Err(ApiError::Forbidden(format!(
+            "{} may not read the feed of {type_}",
+            peer.member
+        )));
+    }
+    if def.kind != Kind::Event {
+        return Err(ApiError::NotFound(format!("{type_} is not an event type and has no feed")));
+    }
+    let after = p.after.unwrap_or(0).max(0);
+    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let events = st.store.feed(&type_, after, limit).await?;
+    let next = events.last().map_or(after, |e| e.cursor);
+    Ok(Json(FeedPage { events, next }))
+}

@@ -1,0 +1,114 @@
+//! Pull delivery: a consumer leases messages from its own inbox, then acks or nacks each.
+//!
+//! Pull works from behind NAT and over links that drop; a lease that runs out without an ack
+//! makes the message visible again, so nothing is lost when a consumer dies mid-way.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::{SharedState, malformed, parse_id};
+use crate::error::ApiError;
+use crate::identity::Peer;
+use crate::store::{LeaseRequest, Settled};
+
+/// How often a waiting poll looks again for leases that ran out (arrivals wake it at once).
+const RECHECK: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Deserialize)]
+pub struct PullParams {
+    /// Most messages to lease (1–100, default 10).
+    max: Option<usize>,
+    /// Seconds to wait for a message when the inbox is empty (long poll).
+    wait: Option<u64>,
+    /// Seconds the lease lasts before the message is delivered again.
+    lease: Option<u64>,
+}
+
+pub async fn pull(
+    State(st): State<SharedState>,
+    peer: Peer,
+    params: Result<Query<PullParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params.map_err(malformed)?;
+    let cfg = &st.config;
+    let req = LeaseRequest {
+        max: p.max.unwrap_or(10).clamp(1, 100),
+        lease: p
+            .lease
+            .map_or(cfg.default_lease, Duration::from_secs)
+            .clamp(Duration::from_secs(1), Duration::from_secs(3600)),
+        max_attempts: cfg.max_attempts,
+    };
+    let wait = p.wait.map_or(Duration::ZERO, Duration::from_secs).min(cfg.max_wait);
+    let deadline = Instant::now() + wait;
+    let signal = st.signals.get(&peer.member);
+    loop {
+        let notified = signal.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let messages = st.store.lease(&peer.member, req).await?;
+        let now = Instant::now();
+        if !messages.is_empty() || now >= deadline {
+            return Ok(Json(json!({ "messages": messages })));
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(RECHECK.min(deadline - now)) => {}
+        }
+    }
+}
+
+pub async fn ack(
+    State(st): State<SharedState>,
+    peer: Peer,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let outcome = st.store.ack(&peer.member, id).await?;
+    settled(outcome, id, &peer, "acked")
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NackBody {
+    reason: String,
+}
+
+pub async fn nack(
+    State(st): State<SharedState>,
+    peer: Peer,
+    Path(id): Path<String>,
+    body: Result<Json<NackBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let Json(body) = body.map_err(malformed)?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.len() > 2000 {
+        return Err(ApiError::Malformed {
+            detail: "a nack needs a reason".into(),
+            errors: vec![crate::problem::FieldError::new("/reason", "must be 1 to 2000 bytes")],
+        });
+    }
+    // The reason is shown to the sender and may be logged: mask personal identifiers in it.
+    let reason = crate::formats::mask_digit_runs(reason);
+    let outcome = st.store.nack(&peer.member, id, &reason).await?;
+    settled(outcome, id, &peer, "dead_lettered")
+}
+
+fn settled(outcome: Settled, id: uuid::Uuid, peer: &Peer, state: &str) -> Result<Json<Value>, ApiError> {
+    match outcome {
+        Settled::Done | Settled::AlreadyDone => Ok(Json(json!({ "id": id, "state": state }))),
+        Settled::NotFound => Err(ApiError::NotFound(format!(
+            "no leased message {id} in the inbox of {}",
+            peer.member
+        ))),
+        Settled::Conflict => Err(ApiError::Conflict(format!(
+            "message {id} was already settled otherwise"
+        ))),
+    }
+}

@@ -1,0 +1,134 @@
+//! Synchronous queries, as in X-Road: the request is stored in the provider's inbox like any
+//! message, the requester's HTTP call waits, and the provider's reply is validated against the
+//! response schema and cut down to the requester's field grant before the requester sees it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::messages::{Prepared, append};
+use super::{SharedState, parse_id};
+use crate::error::ApiError;
+use crate::identity::{MemberId, Peer};
+use crate::registry::{Kind, TypeDef};
+use crate::store::ReplyOutcome;
+
+/// Requesters waiting on this node for a reply, by query id.
+#[derive(Default)]
+pub struct PendingQueries(Mutex<HashMap<Uuid, Vec<oneshot::Sender<String>>>>);
+
+impl PendingQueries {
+    fn wait(&self, id: Uuid) -> oneshot::Receiver<String> {
+        let (tx, rx) = oneshot::channel();
+        self.lock().entry(id).or_default().push(tx);
+        rx
+    }
+
+    fn answer(&self, id: Uuid, reply: &str) {
+        for tx in self.lock().remove(&id).unwrap_or_default() {
+            let _ = tx.send(reply.to_owned());
+        }
+    }
+
+    fn forget(&self, id: Uuid) {
+        let mut map = self.lock();
+        if let Some(waiters) = map.get_mut(&id) {
+            waiters.retain(|w| !w.is_closed());
+            if waiters.is_empty() {
+                map.remove(&id);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Vec<oneshot::Sender<String>>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Sends the query to its provider and waits for the reply (504 when it does not come).
+pub async fn ask(st: &SharedState, requester: &MemberId, p: Prepared) -> Result<Response, ApiError> {
+    let id = p.msg.id;
+    let def = p.def.clone();
+    // Wait before storing, so a fast provider cannot reply before anyone listens.
+    let mut rx = st.queries.wait(id);
+    append(st, vec![p]).await.inspect_err(|_| st.queries.forget(id))?;
+    let stored = st.store.message(id).await?.and_then(|r| r.reply);
+    let reply = match stored {
+        Some(r) => r,
+        None => match tokio::time::timeout(st.config.query_timeout, &mut rx).await {
+            Ok(Ok(r)) => r,
+            _ => {
+                drop(rx);
+                st.queries.forget(id);
+                return Err(ApiError::QueryTimeout(st.config.query_timeout));
+            }
+        },
+    };
+    let data: Value = serde_json::from_str(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let data = granted(&def, requester, data);
+    Ok((StatusCode::OK, Json(json!({ "id": id, "type": def.name, "data": data }))).into_response())
+}
+
+/// Removes the fields the requester has not been granted. A type without a `grants` table
+/// shows its whole response to every member allowed to ask; with one, only what is listed.
+fn granted(def: &TypeDef, requester: &MemberId, data: Value) -> Value {
+    if def.grants.is_empty() {
+        return data;
+    }
+    let allowed = def.grants.get(requester);
+    match data {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(k, _)| allowed.is_some_and(|a| a.contains(k)))
+                .collect::<Map<_, _>>(),
+        ),
+        _ => Value::Object(Map::new()),
+    }
+}
+
+/// `POST /v1/queries/{id}/reply`: the provider's answer, as the response payload itself.
+pub async fn reply(
+    State(st): State<SharedState>,
+    peer: Peer,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let not_yours = || ApiError::NotFound(format!("no query {id} for {}", peer.member));
+    let rec = st.store.message(id).await?.ok_or_else(not_yours)?;
+    let def = st
+        .registry
+        .type_def(&rec.type_)
+        .filter(|d| d.kind == Kind::Query && d.provider.as_ref() == Some(&peer.member))
+        .ok_or_else(not_yours)?;
+    let data: Value = serde_json::from_slice(&body).map_err(|e| ApiError::Malformed {
+        detail: format!("body is not valid JSON: {e}"),
+        errors: Vec::new(),
+    })?;
+    if let Some(schema) = &def.response_schema {
+        let verdict = schema.validate(&data);
+        if !verdict.errors.is_empty() {
+            return Err(ApiError::Schema {
+                errors: verdict.errors,
+            });
+        }
+    }
+    let text = data.to_string();
+    match st.store.reply(&peer.member, id, text.clone()).await? {
+        ReplyOutcome::Stored => st.queries.answer(id, &text),
+        ReplyOutcome::Existing(old) if old == text => {}
+        ReplyOutcome::Existing(_) => {
+            return Err(ApiError::Conflict(format!("query {id} was already answered differently")));
+        }
+        ReplyOutcome::NotFound => return Err(not_yours()),
+    }
+    Ok(Json(json!({ "id": id, "status": "replied" })))
+}

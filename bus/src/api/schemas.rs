@@ -1,0 +1,48 @@
+//! The shared schemas, published to members so they can validate before sending.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use super::SharedState;
+use crate::error::ApiError;
+use crate::identity::Peer;
+
+pub async fn list(State(st): State<SharedState>, _peer: Peer) -> Json<Value> {
+    let mut items: Vec<Value> = st
+        .registry
+        .schemas
+        .iter()
+        .map(|s| {
+            let types: Vec<&str> = st
+                .registry
+                .types()
+                .filter(|t| {
+                    t.schema.id == s.id || t.response_schema.as_ref().is_some_and(|r| r.id == s.id)
+                })
+                .map(|t| t.name.as_str())
+                .collect();
+            json!({ "id": s.id, "uri": s.uri, "types": types })
+        })
+        .collect();
+    items.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    Json(json!({ "schemas": items }))
+}
+
+pub async fn one(
+    State(st): State<SharedState>,
+    _peer: Peer,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let schema = st
+        .registry
+        .schemas
+        .get(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("no schema {id}")))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/schema+json")],
+        Json(schema.raw.clone()),
+    ))
+}

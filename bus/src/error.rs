@@ -1,0 +1,182 @@
+//! The one error type that becomes an HTTP response: RFC 9457 `application/problem+json`.
+//!
+//! Every problem has a stable `type` URI per error class, so clients can branch on it
+//! without parsing English. Field errors are listed by JSON pointer, all at once.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::problem::FieldError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed request: {detail}")]
+    Malformed {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("no verified member identity on this connection")]
+    Unauthenticated,
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("unknown message type {0}")]
+    UnknownType(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("request body larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("unsupported content type {0}")]
+    UnsupportedMediaType(String),
+    #[error("payload does not match its schema")]
+    Schema { errors: Vec<FieldError> },
+    #[error("the bus is overloaded")]
+    Overloaded { retry_after: Duration },
+    #[error("the store is unavailable: {detail}")]
+    StoreUnavailable {
+        detail: String,
+        retry_after: Duration,
+    },
+    #[error("the provider did not answer within {0:?}")]
+    QueryTimeout(Duration),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Malformed { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::UnknownType(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Schema { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Overloaded { .. } | ApiError::StoreUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::QueryTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable slug of the error class; the problem `type` is `urn:simpul:problem:<slug>`.
+    pub fn slug(&self) -> &'static str {
+        match self {
+            ApiError::Malformed { .. } => "malformed",
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::UnknownType(_) => "unknown-type",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::TooLarge { .. } => "too-large",
+            ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
+            ApiError::Schema { .. } => "schema-validation",
+            ApiError::Overloaded { .. } => "overloaded",
+            ApiError::StoreUnavailable { .. } => "store-unavailable",
+            ApiError::QueryTimeout(_) => "query-timeout",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::Malformed { .. } => "Malformed request",
+            ApiError::Unauthenticated => "Not authenticated",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::UnknownType(_) => "Unknown message type",
+            ApiError::NotFound(_) => "Not found",
+            ApiError::Conflict(_) => "Message id already used with different content",
+            ApiError::TooLarge { .. } => "Request too large",
+            ApiError::UnsupportedMediaType(_) => "Unsupported media type",
+            ApiError::Schema { .. } => "Payload does not match its schema",
+            ApiError::Overloaded { .. } => "Bus overloaded",
+            ApiError::StoreUnavailable { .. } => "Store unavailable",
+            ApiError::QueryTimeout(_) => "Query timed out",
+            ApiError::Internal(_) => "Internal error",
+        }
+    }
+
+    fn field_errors(&self) -> &[FieldError] {
+        match self {
+            ApiError::Malformed { errors, .. } | ApiError::Schema { errors } => errors,
+            _ => &[],
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Overloaded { retry_after } | ApiError::StoreUnavailable { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            _ => None,
+        }
+    }
+
+    /// The RFC 9457 body. Also printed by `simpul check`, so offline and online agree.
+    pub fn problem(&self) -> Problem<'_> {
+        Problem {
+            type_: format!("urn:simpul:problem:{}", self.slug()),
+            title: self.title(),
+            status: self.status().as_u16(),
+            detail: crate::formats::mask_digit_runs(&self.to_string()),
+            errors: self.field_errors(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Problem<'a> {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub errors: &'a [FieldError],
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(detail) => ApiError::StoreUnavailable {
+                detail,
+                retry_after: Duration::from_secs(1),
+            },
+            StoreError::Overloaded => ApiError::Overloaded {
+                retry_after: Duration::from_secs(1),
+            },
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = crate::formats::mask_digit_runs(&self.to_string());
+        if status.is_server_error() {
+            tracing::warn!(problem = self.slug(), "{detail}");
+        } else {
+            tracing::debug!(problem = self.slug(), fields = self.field_errors().len(), "{detail}");
+        }
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(after) = self.retry_after() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+        }
+        resp
+    }
+}

@@ -1,0 +1,20 @@
+//! simpul's bus: the envelope, registry, schemas, identity and TLS, routing, the store, the
+//! HTTP API and a client for members. The `simpul` binary is a thin CLI over this crate.
+
+pub mod api;
+pub mod check;
+pub mod client;
+pub mod envelope;
+pub mod error;
+pub mod formats;
+#[path = "stub/identity.rs"]
+pub mod identity;
+#[path = "stub/pki.rs"]
+pub mod pki;
+pub mod problem;
+pub mod registry;
+pub mod schema;
+pub mod server;
+pub mod store;
+#[path = "stub/tls.rs"]
+pub mod tls;

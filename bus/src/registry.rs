@@ -1,0 +1,289 @@
+//! The registry: simpul's equivalent of X-Road's global configuration.
+//!
+//! It names the instance, the members and the message types with who may produce, consume and
+//! see what. Following ripgrep's habit, the whole file is validated as pure data before anything
+//! is built, and every error is reported at once so an operator fixes them in one pass.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::identity::MemberId;
+use crate::schema::{Schema, Schemas};
+
+#[derive(Debug, thiserror::Error)]
+#[error("registry {path} has {} error(s):\n  - {}", errors.len(), errors.join("\n  - "))]
+pub struct RegistryError {
+    pub path: PathBuf,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Fanned out to subscribers and kept in a replayable feed.
+    Event,
+    /// Addressed to one member (`to`, or the type's provider).
+    Message,
+    /// Synchronous request/response through the provider.
+    Query,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistry {
+    instance: String,
+    #[serde(default = "default_schemas_dir")]
+    schemas_dir: PathBuf,
+    #[serde(default, rename = "member")]
+    members: Vec<RawMember>,
+    #[serde(default, rename = "type")]
+    types: Vec<RawType>,
+}
+
+fn default_schemas_dir() -> PathBuf {
+    PathBuf::from("schemas")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMember {
+    id: String,
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawType {
+    name: String,
+    kind: Kind,
+    schema: String,
+    response_schema: Option<String>,
+    #[serde(default)]
+    producers: Vec<String>,
+    #[serde(default)]
+    consumers: Vec<String>,
+    provider: Option<String>,
+    #[serde(default)]
+    grants: HashMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub id: MemberId,
+    pub name: String,
+}
+
+/// Who an ACL admits: named members, or a whole class such as `COM/*` (every business).
+#[derive(Debug, Default)]
+pub struct Acl {
+    members: HashSet<MemberId>,
+    classes: Vec<String>,
+}
+
+impl Acl {
+    pub fn allows(&self, m: &MemberId) -> bool {
+        self.members.contains(m) || self.classes.iter().any(|c| c == m.class())
+    }
+}
+
+#[derive(Debug)]
+pub struct TypeDef {
+    pub name: String,
+    pub kind: Kind,
+    pub schema: Arc<Schema>,
+    pub response_schema: Option<Arc<Schema>>,
+    pub producers: Acl,
+    pub consumers: Acl,
+    /// Consumers expanded to concrete members, in registry order: an event's fan-out.
+    pub subscribers: Vec<MemberId>,
+    pub provider: Option<MemberId>,
+    /// Top-level response fields each requester may see (queries only).
+    pub grants: HashMap<MemberId, HashSet<String>>,
+}
+
+impl TypeDef {
+    /// True if `dataschema` names this type's request schema (by id or by `$id`).
+    pub fn matches_schema(&self, dataschema: &str) -> bool {
+        self.schema.id == dataschema || self.schema.uri.as_deref() == Some(dataschema)
+    }
+}
+
+#[derive(Debug)]
+pub struct Registry {
+    pub instance: String,
+    pub schemas: Schemas,
+    members: HashMap<MemberId, Member>,
+    types: HashMap<String, Arc<TypeDef>>,
+}
+
+impl Registry {
+    pub fn load(path: &Path) -> Result<Registry, RegistryError> {
+        let fail = |errors| RegistryError {
+            path: path.to_owned(),
+            errors,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(vec![e.to_string()]))?;
+        let raw: RawRegistry = toml::from_str(&text).map_err(|e| fail(vec![e.to_string()]))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Registry::build(raw, base).map_err(fail)
+    }
+
+    fn build(raw: RawRegistry, base: &Path) -> Result<Registry, Vec<String>> {
+        let mut errors = Vec::new();
+        if raw.instance.is_empty()
+            || !raw
+                .instance
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+        {
+            errors.push(format!(
+                "instance {:?} must be a non-empty DNS-style name (letters, digits, '.', '-')",
+                raw.instance
+            ));
+        }
+        let schemas = match Schemas::load_dir(&base.join(&raw.schemas_dir)) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.extend(e);
+                Schemas::default()
+            }
+        };
+
+        let mut members = HashMap::new();
+        for m in raw.members {
+            match MemberId::parse(&m.id) {
+                Ok(id) => {
+                    if members
+                        .insert(id.clone(), Member { id, name: m.name })
+                        .is_some()
+                    {
+                        errors.push(format!("member {} is listed twice", m.id));
+                    }
+                }
+                Err(e) => errors.push(format!("member {:?}: {e}", m.id)),
+            }
+        }
+
+        let mut order: Vec<&MemberId> = members.keys().collect();
+        order.sort();
+        let mut types = HashMap::new();
+        let mut seen = HashSet::new();
+        for t in raw.types {
+            let ctx = format!("type {}", t.name);
+            if !seen.insert(t.name.clone()) {
+                errors.push(format!("type {} is defined twice", t.name));
+            }
+            let mut acl = |list: &[String], what: &str| -> Acl {
+                let mut acl = Acl::default();
+                for entry in list {
+                    if let Some(class) = entry.strip_suffix("/*") {
+                        if matches!(class, "GOV" | "COM" | "ORG") {
+                            acl.classes.push(class.to_owned());
+                        } else {
+                            errors.push(format!("{ctx}: {what} {entry:?}: unknown class"));
+                        }
+                        continue;
+                    }
+                    match MemberId::parse(entry) {
+                        Ok(id) if members.contains_key(&id) => {
+                            acl.members.insert(id);
+                        }
+                        Ok(_) => errors.push(format!("{ctx}: {what} {entry} is not a member")),
+                        Err(e) => errors.push(format!("{ctx}: {what} {entry:?}: {e}")),
+                    }
+                }
+                acl
+            };
+            let producers = acl(&t.producers, "producer");
+            let consumers = acl(&t.consumers, "consumer");
+            let provider = t.provider.as_deref().and_then(|p| match MemberId::parse(p) {
+                Ok(id) if members.contains_key(&id) => Some(id),
+                _ => {
+                    errors.push(format!("{ctx}: provider {p} is not a member"));
+                    None
+                }
+            });
+            let mut schema_of = |id: &str| match schemas.get(id) {
+                Some(s) => Some(s.clone()),
+                None => {
+                    errors.push(format!("{ctx}: schema {id} not found in the schemas dir"));
+                    None
+                }
+            };
+            let schema = schema_of(&t.schema);
+            let response_schema = t.response_schema.as_deref().and_then(&mut schema_of);
+            match t.kind {
+                Kind::Query if t.provider.is_none() || t.response_schema.is_none() => errors.push(
+                    format!("{ctx}: a query needs a provider and a response_schema"),
+                ),
+                Kind::Event | Kind::Message if t.response_schema.is_some() => {
+                    errors.push(format!("{ctx}: only queries have a response_schema"))
+                }
+                Kind::Event if t.provider.is_some() => {
+                    errors.push(format!("{ctx}: an event has subscribers, not a provider"))
+                }
+                _ => {}
+            }
+            if t.kind != Kind::Query && !t.grants.is_empty() {
+                errors.push(format!("{ctx}: field grants apply to query responses only"));
+            }
+            let mut grants = HashMap::new();
+            for (who, fields) in &t.grants {
+                match MemberId::parse(who) {
+                    Ok(id) if producers.allows(&id) => {
+                        grants.insert(id, fields.iter().cloned().collect());
+                    }
+                    _ => errors.push(format!("{ctx}: grant for {who}, who may not send this query")),
+                }
+            }
+            let subscribers = order
+                .iter()
+                .filter(|m| consumers.allows(m))
+                .map(|m| (*m).clone())
+                .collect();
+            let (Some(schema), true) = (schema, errors.is_empty()) else {
+                continue;
+            };
+            let def = TypeDef {
+                name: t.name.clone(),
+                kind: t.kind,
+                schema,
+                response_schema,
+                producers,
+                consumers,
+                subscribers,
+                provider,
+                grants,
+            };
+            types.insert(t.name, Arc::new(def));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Registry {
+            instance: raw.instance,
+            schemas,
+            members,
+            types,
+        })
+    }
+
+    pub fn member(&self, id: &MemberId) -> Option<&Member> {
+        self.members.get(id)
+    }
+
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    pub fn type_def(&self, name: &str) -> Option<&Arc<TypeDef>> {
+        self.types.get(name)
+    }
+
+    pub fn types(&self) -> impl Iterator<Item = &Arc<TypeDef>> {
+        self.types.values()
+    }
+}

@@ -1,0 +1,667 @@
+//! The embedded store: SQLite (bundled) in WAL mode, written by one thread with group commit.
+//!
+//! Every write goes through a single writer thread that drains its queue into one transaction
+//! and fsyncs once (`synchronous=FULL`), then answers every caller of that batch. One fsync per
+//! message would cap the bus at a few thousand messages per second; one per batch does not.
+//! Reads use their own connections, which WAL lets run beside the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{
+    AppendOutcome, Appended, DeliveryState, DeliveryStatus, FeedItem, LeaseRequest, Leased,
+    MessageRecord, NewMessage, ReplyOutcome, Settled, Store, StoreError,
+};
+use crate::identity::MemberId;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS messages(
+    id BLOB PRIMARY KEY,
+    sender TEXT NOT NULL,
+    type TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    envelope TEXT NOT NULL,
+    warnings TEXT NOT NULL,
+    accepted_at INTEGER NOT NULL,
+    reply TEXT
+);
+-- state: 0 pending, 1 leased, 2 acked, 3 dead-lettered.
+-- available_at: when a pending message becomes visible, or when a lease runs out.
+CREATE TABLE IF NOT EXISTS deliveries(
+    seq INTEGER PRIMARY KEY,
+    msg_id BLOB NOT NULL,
+    recipient TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    available_at INTEGER NOT NULL,
+    reason TEXT,
+    UNIQUE(recipient, msg_id)
+);
+CREATE INDEX IF NOT EXISTS inbox_open ON deliveries(recipient, seq) WHERE state < 2;
+CREATE INDEX IF NOT EXISTS deliveries_by_msg ON deliveries(msg_id);
+CREATE TABLE IF NOT EXISTS feed(
+    seq INTEGER PRIMARY KEY,
+    type TEXT NOT NULL,
+    msg_id BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feed_by_type ON feed(type, seq);
+";
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub path: PathBuf,
+    /// How long a write waits for a lock held by someone else before the store reports itself
+    /// unavailable (503 with Retry-After) instead of stalling requests.
+    pub busy_timeout: Duration,
+    /// Writes queued beyond this are refused as overload.
+    pub queue: usize,
+    /// Most operations committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl StoreOptions {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        StoreOptions {
+            path: path.into(),
+            busy_timeout: Duration::from_secs(2),
+            queue: 65_536,
+            max_batch: 1024,
+        }
+    }
+}
+
+type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Op {
+    Append(Vec<NewMessage>, Answer<AppendOutcome>),
+    Lease(MemberId, LeaseRequest, Answer<Vec<Leased>>),
+    Settle {
+        member: MemberId,
+        id: Uuid,
+        nack: Option<String>,
+        answer: Answer<Settled>,
+    },
+    Reply {
+        provider: MemberId,
+        id: Uuid,
+        body: String,
+        answer: Answer<ReplyOutcome>,
+    },
+    Close(oneshot::Sender<()>),
+}
+
+impl Op {
+    /// Answers the caller with `Unavailable` without running the operation.
+    fn fail(self, why: &str) {
+        fn send<T>(a: Answer<T>, why: &str) {
+            let _ = a.send(Err(unavailable(why)));
+        }
+        match self {
+            Op::Append(_, a) => send(a, why),
+            Op::Lease(_, _, a) => send(a, why),
+            Op::Settle { answer, .. } => send(answer, why),
+            Op::Reply { answer, .. } => send(answer, why),
+            Op::Close(done) => drop(done.send(())),
+        }
+    }
+}
+
+pub struct SqliteStore {
+    tx: mpsc::Sender<Op>,
+    commits: Arc<AtomicU64>,
+    path: PathBuf,
+    busy_timeout: Duration,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn open(path: &Path, busy: Duration) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(busy)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store and starts its writer thread.
+    pub fn open(opts: StoreOptions) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = opts.path.parent() {
+            std::fs::create_dir_all(dir).map_err(unavailable)?;
+        }
+        let conn = open(&opts.path, opts.busy_timeout).map_err(unavailable)?;
+        conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        let (tx, rx) = mpsc::channel(opts.queue);
+        let max_batch = opts.max_batch;
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            conn,
+            commits: commits.clone(),
+        };
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(rx, max_batch))
+            .map_err(unavailable)?;
+        Ok(SqliteStore {
+            tx,
+            commits,
+            path: opts.path,
+            busy_timeout: opts.busy_timeout,
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Transactions committed so far: with group commit, far fewer than operations.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    async fn submit<T>(&self, op: impl FnOnce(Answer<T>) -> Op) -> Result<T, StoreError> {
+        let (answer, rx) = oneshot::channel();
+        self.tx.try_send(op(answer)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => unavailable("store is closed"),
+        })?;
+        rx.await.map_err(|_| unavailable("store writer stopped"))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().ok().and_then(|mut v| v.pop());
+        let conn = match pooled {
+            Some(c) => c,
+            None => open(&self.path, self.busy_timeout).map_err(unavailable)?,
+        };
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let r = f(&conn);
+            (conn, r)
+        })
+        .await
+        .map_err(unavailable)?;
+        if let Ok(mut pool) = self.readers.lock() {
+            pool.push(conn);
+        }
+        result.map_err(unavailable)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn append(&self, batch: Vec<NewMessage>) -> Result<AppendOutcome, StoreError> {
+        self.submit(|a| Op::Append(batch, a)).await
+    }
+
+    async fn lease(&self, member: &MemberId, req: LeaseRequest) -> Result<Vec<Leased>, StoreError> {
+        let member = member.clone();
+        self.submit(|a| Op::Lease(member, req, a)).await
+    }
+
+    async fn ack(&self, member: &MemberId, id: Uuid) -> Result<Settled, StoreError> {
+        let member = member.clone();
+        self.submit(|answer| Op::Settle {
+            member,
+            id,
+            nack: None,
+            answer,
+        })
+        .await
+    }
+
+    async fn nack(&self, member: &MemberId, id: Uuid, reason: &str) -> Result<Settled, StoreError> {
+        let (member, nack) = (member.clone(), Some(reason.to_owned()));
+        self.submit(|answer| Op::Settle {
+            member,
+            id,
+            nack,
+            answer,
+        })
+        .await
+    }
+
+    async fn reply(&self, provider: &MemberId, id: Uuid, body: String) -> Result<ReplyOutcome, StoreError> {
+        let provider = provider.clone();
+        self.submit(|answer| Op::Reply {
+            provider,
+            id,
+            body,
+            answer,
+        })
+        .await
+    }
+
+    async fn message(&self, id: Uuid) -> Result<Option<MessageRecord>, StoreError> {
+        self.read(move |c| read_message(c, id)).await
+    }
+
+    async fn feed(&self, type_: &str, after: i64, limit: usize) -> Result<Vec<FeedItem>, StoreError> {
+        let type_ = type_.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT f.seq, m.envelope FROM feed f JOIN messages m ON m.id = f.msg_id
+                 WHERE f.type = ?1 AND f.seq > ?2 ORDER BY f.seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![type_, after, limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            rows.map(|r| {
+                let (cursor, env) = r?;
+                Ok(FeedItem {
+                    cursor,
+                    event: raw(env)?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn ready(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    async fn close(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.tx.send(Op::Close(done)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn raw(s: String) -> rusqlite::Result<Box<RawValue>> {
+    RawValue::from_string(s).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+fn read_message(c: &Connection, id: Uuid) -> rusqlite::Result<Option<MessageRecord>> {
+    let row = c
+        .prepare_cached("SELECT sender, type, accepted_at, reply FROM messages WHERE id = ?1")?
+        .query_row([id.as_bytes()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })
+        .optional()?;
+    let Some((sender, type_, accepted_at_ms, reply)) = row else {
+        return Ok(None);
+    };
+    let sender = MemberId::parse(&sender)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let mut stmt = c.prepare_cached(
+        "SELECT recipient, state, attempts, reason FROM deliveries WHERE msg_id = ?1 ORDER BY seq",
+    )?;
+    let deliveries = stmt
+        .query_map([id.as_bytes()], |r| {
+            let state = match r.get::<_, i64>(1)? {
+                0 => DeliveryState::Pending,
+                1 => DeliveryState::Delivered,
+                2 => DeliveryState::Acked,
+                _ => DeliveryState::DeadLettered,
+            };
+            Ok(DeliveryStatus {
+                recipient: r.get(0)?,
+                state,
+                attempts: r.get(2)?,
+                reason: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(MessageRecord {
+        id,
+        sender,
+        type_,
+        accepted_at_ms,
+        deliveries,
+        reply,
+    }))
+}
+
+/// The single writer. Owns the only write connection.
+struct Writer {
+    conn: Connection,
+    commits: Arc<AtomicU64>,
+}
+
+/// An answer held back until the batch it belongs to is durable.
+type Deferred = Box<dyn FnOnce(Option<&str>) + Send>;
+
+fn defer<T: Send + 'static>(answer: Answer<T>, result: rusqlite::Result<T>) -> Deferred {
+    let result = result.map_err(unavailable);
+    Box::new(move |commit_error| {
+        let _ = answer.send(match commit_error {
+            Some(e) => Err(unavailable(e)),
+            None => result,
+        });
+    })
+}
+
+/// Keeps an operation's savepoint (see [`savepoint`]).
+fn keep<T>(v: T) -> (T, bool) {
+    (v, true)
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
+        let mut ops = Vec::with_capacity(max_batch);
+        while let Some(first) = rx.blocking_recv() {
+            ops.push(first);
+            while ops.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            let mut close = None;
+            let mut deferred: Vec<Deferred> = Vec::with_capacity(ops.len());
+            let begun = self.conn.execute_batch("BEGIN IMMEDIATE");
+            for op in ops.drain(..) {
+                if let Op::Close(done) = op {
+                    close = Some(done);
+                    continue;
+                }
+                match &begun {
+                    Ok(()) => deferred.push(self.apply(op)),
+                    Err(e) => op.fail(&e.to_string()),
+                }
+            }
+            let commit_error = match begun {
+                Ok(()) => match self.conn.execute_batch("COMMIT") {
+                    Ok(()) => {
+                        self.commits.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                    Err(e) => {
+                        let _ = self.conn.execute_batch("ROLLBACK");
+                        tracing::error!("store commit failed: {e}");
+                        Some(e.to_string())
+                    }
+                },
+                Err(_) => None,
+            };
+            for d in deferred {
+                d(commit_error.as_deref());
+            }
+            if let Some(done) = close {
+                let _ = done.send(());
+                rx.close();
+                return;
+            }
+        }
+    }
+
+    /// Applies one operation inside its own savepoint, so a failing operation leaves the rest
+    /// of the batch intact and nothing of itself behind.
+    fn apply(&mut self, op: Op) -> Deferred {
+        let c = &self.conn;
+        match op {
+            Op::Append(batch, a) => defer(
+                a,
+                savepoint(c, |c| {
+                    // A conflict rolls back what the batch stored before it: all or nothing.
+                    append(c, &batch).map(|o| {
+                        let stored = matches!(o, AppendOutcome::Stored(_));
+                        (o, stored)
+                    })
+                }),
+            ),
+            Op::Lease(member, req, a) => defer(a, savepoint(c, |c| lease(c, &member, req).map(keep))),
+            Op::Settle {
+                member,
+                id,
+                nack,
+                answer,
+            } => defer(
+                answer,
+                savepoint(c, |c| settle(c, &member, id, nack.as_deref()).map(keep)),
+            ),
+            Op::Reply {
+                provider,
+                id,
+                body,
+                answer,
+            } => defer(answer, savepoint(c, |c| reply(c, &provider, id, &body).map(keep))),
+            Op::Close(_) => Box::new(|_| {}),
+        }
+    }
+}
+
+/// Runs `f` in a savepoint, rolled back when `f` fails or returns `false` as its second value.
+fn savepoint<T>(
+    c: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<(T, bool)>,
+) -> rusqlite::Result<T> {
+    c.execute_batch("SAVEPOINT op")?;
+    match f(c) {
+        Ok((v, true)) => c.execute_batch("RELEASE op").map(|()| v),
+        Ok((v, false)) => c.execute_batch("ROLLBACK TO op; RELEASE op").map(|()| v),
+        Err(e) => {
+            c.execute_batch("ROLLBACK TO op; RELEASE op")?;
+            Err(e)
+        }
+    }
+}
+
+fn append(c: &Connection, batch: &[NewMessage]) -> rusqlite::Result<AppendOutcome> {
+    let now = now_ms();
+    let mut results = Vec::with_capacity(batch.len());
+    let mut find = c.prepare_cached("SELECT hash, warnings FROM messages WHERE id = ?1")?;
+    let mut insert = c.prepare_cached(
+        "INSERT INTO messages(id, sender, type, hash, envelope, warnings, accepted_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut deliver = c.prepare_cached(
+        "INSERT INTO deliveries(msg_id, recipient, state, attempts, available_at) VALUES (?1, ?2, 0, 0, ?3)",
+    )?;
+    let mut feed = c.prepare_cached("INSERT INTO feed(type, msg_id) VALUES (?1, ?2)")?;
+    for (i, m) in batch.iter().enumerate() {
+        let id = m.id.as_bytes();
+        let existing: Option<(Vec<u8>, String)> = find
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((hash, warnings)) = existing {
+            if hash != m.hash {
+                return Ok(AppendOutcome::Conflict(i));
+            }
+            results.push(Appended::Duplicate { warnings });
+            continue;
+        }
+        insert.execute(params![
+            id,
+            m.sender.as_str(),
+            m.type_,
+            &m.hash[..],
+            m.envelope,
+            m.warnings,
+            now
+        ])?;
+        for r in &m.recipients {
+            deliver.execute(params![id, r.as_str(), now])?;
+        }
+        if m.to_feed {
+            feed.execute(params![m.type_, id])?;
+        }
+        results.push(Appended::Accepted);
+    }
+    Ok(AppendOutcome::Stored(results))
+}
+
+fn lease(c: &Connection, member: &MemberId, req: LeaseRequest) -> rusqlite::Result<Vec<Leased>> {
+    let now = now_ms();
+    let until = now + req.lease.as_millis() as i64;
+    let expires = time::OffsetDateTime::from_unix_timestamp_nanos(until as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default();
+    let mut open = c.prepare_cached(
+        "SELECT seq, msg_id, state, attempts FROM deliveries
+         WHERE recipient = ?1 AND state < 2 AND available_at <= ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let mut dead = c.prepare_cached(
+        "UPDATE deliveries SET state = 3, available_at = 0, reason = ?2 WHERE seq = ?1",
+    )?;
+    let mut take = c.prepare_cached(
+        "UPDATE deliveries SET state = 1, attempts = attempts + 1, available_at = ?2 WHERE seq = ?1",
+    )?;
+    let mut envelope = c.prepare_cached("SELECT envelope FROM messages WHERE id = ?1")?;
+    let mut out = Vec::new();
+    loop {
+        let want = req.max - out.len();
+        let rows: Vec<(i64, Vec<u8>, i64, u32)> = open
+            .query_map(params![member.as_str(), now, want as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let fetched = rows.len();
+        let mut expired = 0;
+        for (seq, msg_id, state, attempts) in rows {
+            if state == 1 && attempts >= req.max_attempts {
+                let reason = format!("not acked after {attempts} delivery attempt(s)");
+                dead.execute(params![seq, reason])?;
+                expired += 1;
+                continue;
+            }
+            take.execute(params![seq, until])?;
+            let env: String = envelope.query_row([&msg_id], |r| r.get(0))?;
+            out.push(Leased {
+                attempt: attempts + 1,
+                lease_expires_at: expires.clone(),
+                event: raw(env)?,
+            });
+        }
+        if expired == 0 || fetched < want || out.len() >= req.max {
+            return Ok(out);
+        }
+    }
+}
+
+fn settle(c: &Connection, member: &MemberId, id: Uuid, nack: Option<&str>) -> rusqlite::Result<Settled> {
+    let state: Option<i64> = c
+        .prepare_cached("SELECT state FROM deliveries WHERE recipient = ?1 AND msg_id = ?2")?
+        .query_row(params![member.as_str(), id.as_bytes()], |r| r.get(0))
+        .optional()?;
+    let (target, reason) = match nack {
+        None => (2, None),
+        Some(r) => (3, Some(format!("nacked by {member}: {r}"))),
+    };
+    Ok(match state {
+        None | Some(0) => Settled::NotFound,
+        Some(s) if s == target => Settled::AlreadyDone,
+        Some(1) => {
+            c.prepare_cached(
+                "UPDATE deliveries SET state = ?3, available_at = 0, reason = ?4
+                 WHERE recipient = ?1 AND msg_id = ?2",
+            )?
+            .execute(params![member.as_str(), id.as_bytes(), target, reason])?;
+            Settled::Done
+        }
+        Some(_) => Settled::Conflict,
+    })
+}
+
+fn reply(c: &Connection, provider: &MemberId, id: Uuid, body: &str) -> rusqlite::Result<ReplyOutcome> {
+    let delivered: Option<i64> = c
+        .prepare_cached("SELECT state FROM deliveries WHERE recipient = ?1 AND msg_id = ?2")?
+        .query_row(params![provider.as_str(), id.as_bytes()], |r| r.get(0))
+        .optional()?;
+    if delivered.is_none() {
+        return Ok(ReplyOutcome::NotFound);
+    }
+    let existing: Option<String> = c
+        .prepare_cached("SELECT reply FROM messages WHERE id = ?1")?
+        .query_row([id.as_bytes()], |r| r.get(0))?;
+    if let Some(existing) = existing {
+        return Ok(ReplyOutcome::Existing(existing));
+    }
+    c.prepare_cached("UPDATE messages SET reply = ?2 WHERE id = ?1")?
+        .execute(params![id.as_bytes(), body])?;
+    c.prepare_cached(
+        "UPDATE deliveries SET state = 2, available_at = 0 WHERE recipient = ?1 AND msg_id = ?2",
+    )?
+    .execute(params![provider.as_str(), id.as_bytes()])?;
+    Ok(ReplyOutcome::Stored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Kind;
+
+    fn msg(sender: &MemberId, to: &MemberId, body: &str) -> NewMessage {
+        NewMessage {
+            id: Uuid::now_v7(),
+            sender: sender.clone(),
+            type_: "t".into(),
+            kind: Kind::Message,
+            hash: [7; 32],
+            envelope: format!("{{\"data\":{body:?}}}"),
+            warnings: "[]".into(),
+            recipients: vec![to.clone()],
+            to_feed: false,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_share_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(StoreOptions::new(dir.path().join("s.db"))).unwrap());
+        let (a, b) = (MemberId::parse("GOV/a").unwrap(), MemberId::parse("GOV/b").unwrap());
+        let tasks: Vec<_> = (0..400)
+            .map(|i| {
+                let (store, m) = (store.clone(), msg(&a, &b, &i.to_string()));
+                tokio::spawn(async move { store.append(vec![m]).await })
+            })
+            .collect();
+        for t in tasks {
+            assert!(matches!(t.await.unwrap().unwrap(), AppendOutcome::Stored(_)));
+        }
+        let commits = store.commits();
+        assert!(commits < 200, "group commit should batch: {commits} commits for 400 appends");
+        let req = LeaseRequest { max: 100, lease: Duration::from_secs(30), max_attempts: 3 };
+        let mut total = 0;
+        loop {
+            let got = store.lease(&b, req).await.unwrap();
+            if got.is_empty() {
+                break;
+            }
+            total += got.len();
+        }
+        assert_eq!(total, 400);
+    }
+
+    #[tokio::test]
+    async fn a_conflict_in_a_batch_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(StoreOptions::new(dir.path().join("s.db"))).unwrap();
+        let (a, b) = (MemberId::parse("GOV/a").unwrap(), MemberId::parse("GOV/b").unwrap());
+        let first = msg(&a, &b, "1");
+        store.append(vec![first.clone()]).await.unwrap();
+        let fresh = msg(&a, &b, "2");
+        let mut clash = first.clone();
+        clash.hash = [9; 32];
+        let out = store.append(vec![fresh.clone(), clash]).await.unwrap();
+        assert_eq!(out, AppendOutcome::Conflict(1));
+        assert!(store.message(fresh.id).await.unwrap().is_none());
+        let dup = store.append(vec![first.clone()]).await.unwrap();
+        assert_eq!(dup, AppendOutcome::Stored(vec![Appended::Duplicate { warnings: "[]".into() }]));
+    }
+}

@@ -1,0 +1,276 @@
+//! Command-line definitions and dispatch.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bus::api::ApiConfig;
+use bus::formats::Format;
+use bus::identity::MemberId;
+use bus::pki::{DevCa, Validity};
+use bus::registry::Registry;
+use bus::server::{ServeOptions, serve};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "simpul", version, about = "Interoperability bus for Indonesian local government")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the bus (embedded store; creates the dev PKI and data dir on first run).
+    Serve(ServeArgs),
+    /// Development CA: init, issue, revoke.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Registry tools.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
+    /// Validate a payload (or a column of IDs) exactly as the bus would, offline.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[arg(long, default_value = "registry.toml", env = "SIMPUL_REGISTRY")]
+    registry: PathBuf,
+    #[arg(long, default_value = "certs", env = "SIMPUL_CERTS")]
+    certs: PathBuf,
+    #[arg(long, default_value = "data", env = "SIMPUL_DATA")]
+    data: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:8443", env = "SIMPUL_LISTEN")]
+    listen: SocketAddr,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body: usize,
+    /// Seconds a query waits for its provider before answering 504.
+    #[arg(long, default_value_t = 30)]
+    query_timeout: u64,
+    /// Deliveries of one message before it goes to the dead letters.
+    #[arg(long, default_value_t = 5)]
+    max_attempts: u32,
+    /// Default lease in seconds when a consumer does not ask for one.
+    #[arg(long, default_value_t = 30)]
+    lease: u64,
+    /// Open connections at most.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// Seconds a client has to finish its TLS handshake.
+    #[arg(long, default_value_t = 10)]
+    handshake_timeout: u64,
+    /// Requests writing to the store at once before the bus answers 503.
+    #[arg(long, default_value_t = 4096)]
+    max_inflight: usize,
+    /// Milliseconds a write waits on a locked store before answering 503.
+    #[arg(long, default_value_t = 2000)]
+    store_busy_timeout_ms: u64,
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a CA, a server certificate and one certificate per registry member.
+    Init {
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        #[arg(long, default_value = "registry.toml")]
+        registry: PathBuf,
+        /// Replace an existing CA (every issued certificate stops working).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue (or re-issue) a member certificate.
+    Issue {
+        member: String,
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        #[arg(long, default_value = "registry.toml")]
+        registry: PathBuf,
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    /// Revoke a member's current certificate and rewrite the CRL.
+    Revoke {
+        member: String,
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Validate a registry file and its schemas, reporting every error at once.
+    Check { file: PathBuf },
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Message type whose schema to check against.
+    #[arg(required_unless_present = "format", conflicts_with = "format")]
+    type_: Option<String>,
+    /// JSON file with the payload (or a whole CloudEvent); `-` or nothing for stdin.
+    file: Option<PathBuf>,
+    /// Check one value per stdin line against a format (nik, no-kk, nip, nib, npwp, kbli, kode-wilayah).
+    #[arg(long)]
+    format: Option<String>,
+    /// Check a query's response payload instead of its request.
+    #[arg(long)]
+    response: bool,
+    #[arg(long, default_value = "registry.toml", env = "SIMPUL_REGISTRY")]
+    registry: PathBuf,
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Serve(a) => run_serve(a),
+            Command::Certs { command } => run_certs(command),
+            Command::Registry {
+                command: RegistryCommand::Check { file },
+            } => {
+                let reg = Registry::load(&file)?;
+                println!(
+                    "{}: ok ({} members, {} types, {} schemas)",
+                    file.display(),
+                    reg.members().count(),
+                    reg.types().count(),
+                    reg.schemas.iter().count()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Check(a) => run_check(a),
+        }
+    }
+}
+
+fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let opts = ServeOptions {
+        registry: a.registry,
+        certs: a.certs,
+        data: a.data,
+        listen: a.listen,
+        api: ApiConfig {
+            max_body: a.max_body,
+            query_timeout: Duration::from_secs(a.query_timeout),
+            max_attempts: a.max_attempts.max(1),
+            default_lease: Duration::from_secs(a.lease.max(1)),
+            max_inflight: a.max_inflight.max(1),
+            ..ApiConfig::default()
+        },
+        handshake_timeout: Duration::from_secs(a.handshake_timeout.max(1)),
+        max_connections: a.max_connections.max(1),
+        store_busy_timeout: Duration::from_millis(a.store_busy_timeout_ms),
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(serve(opts, shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+fn member_ids(registry: &Path) -> anyhow::Result<(String, Vec<MemberId>)> {
+    let reg = Registry::load(registry)?;
+    let mut ids: Vec<MemberId> = reg.members().map(|m| m.id.clone()).collect();
+    ids.sort();
+    Ok((reg.instance.clone(), ids))
+}
+
+fn run_certs(c: CertsCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        CertsCommand::Init {
+            dir,
+            registry,
+            force,
+        } => {
+            let (instance, members) = member_ids(&registry)?;
+            DevCa::init(&dir, &instance, &members, force)?;
+            println!(
+                "development PKI for {instance} written to {} ({} members)",
+                dir.display(),
+                members.len()
+            );
+        }
+        CertsCommand::Issue {
+            member,
+            dir,
+            registry,
+            days,
+        } => {
+            let (instance, members) = member_ids(&registry)?;
+            let id = MemberId::parse(&member)?;
+            if !members.contains(&id) {
+                bail!("{id} is not a member in {}", registry.display());
+            }
+            let paths = DevCa::load(&dir)?.issue(&instance, &id, Validity::days(days))?;
+            println!("{}\n{}", paths.cert.display(), paths.key.display());
+        }
+        CertsCommand::Revoke { member, dir } => {
+            let id = MemberId::parse(&member)?;
+            DevCa::load(&dir)?.revoke(&id)?;
+            println!("revoked {id}; CRL rewritten at {}", dir.join("crl.pem").display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_check(a: CheckArgs) -> anyhow::Result<ExitCode> {
+    if let Some(name) = a.format {
+        let format = Format::from_name(&name).with_context(|| {
+            let names: Vec<_> = Format::ALL.iter().map(|f| f.name()).collect();
+            format!("unknown format {name:?}; known: {}", names.join(", "))
+        })?;
+        let ok = bus::check::check_format_lines(format, std::io::stdin().lock(), std::io::stdout().lock())?;
+        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
+    let type_ = a.type_.context("a message type is required")?;
+    let registry = Registry::load(&a.registry)?;
+    let mut text = Vec::new();
+    match a.file.as_deref() {
+        None => std::io::stdin().read_to_end(&mut text)?,
+        Some(p) if p == Path::new("-") => std::io::stdin().read_to_end(&mut text)?,
+        Some(p) => {
+            text = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            text.len()
+        }
+    };
+    let result = serde_json::from_slice(&text)
+        .map_err(|e| bus::error::ApiError::Malformed {
+            detail: format!("not valid JSON: {e}"),
+            errors: Vec::new(),
+        })
+        .and_then(|doc| bus::check::check_payload(&registry, &type_, doc, a.response));
+    match result {
+        Ok(warnings) => {
+            println!("{}", serde_json::json!({ "valid": true, "type": type_, "warnings": warnings }));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("{}", serde_json::to_string_pretty(&e.problem())?);
+            Ok(ExitCode::from(1))
+        }
+    }
+}

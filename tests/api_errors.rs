@@ -1,0 +1,181 @@
+//! Every error class of `POST /v1/messages`, answered as RFC 9457 problem+json.
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accepts_a_valid_event_and_answers_with_id_and_warnings() {
+    let bus = Bus::start(&[]);
+    let dukcapil = bus.client(DUKCAPIL);
+    let mut ev = death(NIK);
+    // NIK says 05-01-1990, female; the payload says otherwise: a warning, not an error.
+    ev["data"]["tanggal_lahir"] = json!("1990-02-05");
+    ev["data"]["jenis_kelamin"] = json!("L");
+    let a = dukcapil.send(&ev).await.unwrap();
+    assert_status(&a, 202);
+    assert_eq!(a.body["id"], ev["id"]);
+    assert_eq!(a.body["status"], "accepted");
+    let warned: Vec<&str> = a.body["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["pointer"].as_str().unwrap())
+        .collect();
+    assert_eq!(warned, ["/data/tanggal_lahir", "/data/jenis_kelamin"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_json_and_envelopes_get_400_naming_every_field() {
+    let bus = Bus::start(&[]);
+    let c = bus.client(DUKCAPIL);
+    let a = c
+        .request(Method::POST, "/v1/messages", Some("application/cloudevents+json"), Some(b"{not json".to_vec()))
+        .await
+        .unwrap();
+    assert_status(&a, 400);
+    assert_eq!(a.problem(), Some("malformed"));
+
+    let ev = json!({ "specversion": "0.3", "id": "not-a-uuid", "data": 5, "time": "yesterday" });
+    let a = c.send(&ev).await.unwrap();
+    assert_status(&a, 400);
+    let mut p = a.pointers();
+    p.sort();
+    assert_eq!(p, ["/data", "/id", "/specversion", "/time", "/type"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schema_errors_get_422_with_every_failing_field_and_nothing_is_stored() {
+    let bus = Bus::start(&[]);
+    let c = bus.client(DUKCAPIL);
+    let ev = event(
+        "siak.penduduk.meninggal",
+        json!({
+            "nik": "3204053102900003",       // 31 February
+            "no_kk": "9999010101010001",     // unknown region
+            "tanggal_meninggal": "20-11-2026", // not a date
+            "jenis_kelamin": "X",
+            "extra": true
+        }),
+    );
+    let a = c.send(&ev).await.unwrap();
+    assert_status(&a, 422);
+    assert_eq!(a.problem(), Some("schema-validation"));
+    assert_eq!(a.body["type"], "urn:simpul:problem:schema-validation");
+    let p = a.pointers();
+    for field in ["/data/nik", "/data/no_kk", "/data/tanggal_meninggal", "/data/jenis_kelamin", "/data/nama"] {
+        assert!(p.contains(&field), "{field} missing from {p:?}");
+    }
+    // Nothing stored: the sender cannot see it and HR's inbox is empty.
+    let s = c.status(id_of(&ev)).await.unwrap();
+    assert_status(&s, 404);
+    let inbox = bus.client(HR).pull(10, std::time::Duration::ZERO, std::time::Duration::from_secs(30)).await.unwrap();
+    assert!(leased_ids(&inbox).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_type_is_404_and_wrong_content_type_is_415() {
+    let bus = Bus::start(&[]);
+    let c = bus.client(DUKCAPIL);
+    let a = c.send(&event("siak.tidak.ada", json!({}))).await.unwrap();
+    assert_status(&a, 404);
+    assert_eq!(a.problem(), Some("unknown-type"));
+
+    let body = serde_json::to_vec(&death(NIK)).unwrap();
+    let a = c
+        .request(Method::POST, "/v1/messages", Some("text/plain"), Some(body))
+        .await
+        .unwrap();
+    assert_status(&a, 415);
+    assert_eq!(a.problem(), Some("unsupported-media-type"));
+    assert_eq!(a.status.as_u16(), a.body["status"].as_u64().unwrap() as u16);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_over_the_limit_get_413() {
+    let bus = Bus::start(&["--max-body", "4096"]);
+    let c = bus.client(DUKCAPIL);
+    let mut ev = death(NIK);
+    ev["data"]["tempat_meninggal"] = json!("x".repeat(5000));
+    let a = c.send(&ev).await.unwrap();
+    assert_status(&a, 413);
+    assert_eq!(a.problem(), Some("too-large"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn same_id_same_content_gets_the_original_answer_and_different_content_409() {
+    let bus = Bus::start(&[]);
+    let c = bus.client(DUKCAPIL);
+    let ev = death(NIK);
+    let first = c.send(&ev).await.unwrap();
+    assert_status(&first, 202);
+    let again = c.send(&ev).await.unwrap();
+    assert_status(&again, 202);
+    assert_eq!(again.body["id"], first.body["id"]);
+    assert_eq!(again.body["warnings"], first.body["warnings"]);
+
+    let mut changed = ev.clone();
+    changed["data"]["nama"] = json!("NAMA LAIN");
+    let a = c.send(&changed).await.unwrap();
+    assert_status(&a, 409);
+    assert_eq!(a.problem(), Some("conflict"));
+
+    // Delivered once only.
+    let hr = bus.client(HR);
+    let got = hr.pull(10, std::time::Duration::ZERO, std::time::Duration::from_secs(30)).await.unwrap();
+    assert_eq!(leased_ids(&got), [id_of(&ev)]);
+    assert_eq!(got.body["messages"][0]["event"]["data"]["nama"], "SITI AMINAH");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_store_answers_503_with_retry_after_then_recovers() {
+    let bus = Bus::start(&["--store-busy-timeout-ms", "200"]);
+    let c = bus.client(DUKCAPIL);
+    assert_status(&c.send(&death(NIK)).await.unwrap(), 202);
+
+    // Another process holds the write lock, as a backup tool or a stuck writer would.
+    let db = rusqlite::Connection::open(bus.data().join("simpul.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let a = c.send(&death(NIK)).await.unwrap();
+    assert_status(&a, 503);
+    assert_eq!(a.problem(), Some("store-unavailable"));
+    assert!(a.retry_after.is_some(), "503 must carry Retry-After");
+    db.execute_batch("ROLLBACK").unwrap();
+
+    let a = c.send(&death(NIK)).await.unwrap();
+    assert_status(&a, 202);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_is_all_or_nothing() {
+    let bus = Bus::start(&[]);
+    let c = bus.client(DUKCAPIL);
+    let good = death(NIK);
+    let mut bad = death(NIK2);
+    bad["data"]["nik"] = json!("3204050101900000"); // serial 0000
+    let a = c.send_batch(&[good.clone(), bad]).await.unwrap();
+    assert_status(&a, 422);
+    assert_eq!(a.pointers(), ["/1/data/nik"]);
+    assert_status(&c.status(id_of(&good)).await.unwrap(), 404);
+
+    let second = death(NIK2);
+    let a = c.send_batch(&[good.clone(), second.clone()]).await.unwrap();
+    assert_status(&a, 202);
+    assert_eq!(a.body["results"].as_array().unwrap().len(), 2);
+    let hr = bus.client(HR);
+    let got = hr.pull(10, std::time::Duration::ZERO, std::time::Duration::from_secs(30)).await.unwrap();
+    assert_eq!(leased_ids(&got), [id_of(&good), id_of(&second)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_endpoints_and_ids_are_problem_404s() {
+    let bus = Bus::start(&[]);
+    let c = bus.client(DUKCAPIL);
+    let a = c.request(Method::GET, "/v1/nothing", None, None).await.unwrap();
+    assert_status(&a, 404);
+    assert_eq!(a.problem(), Some("not-found"));
+    let a = c.request(Method::GET, "/v1/messages/xyz", None, None).await.unwrap();
+    assert_status(&a, 404);
+}

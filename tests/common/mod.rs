@@ -1,0 +1,241 @@
+//! Test harness: runs the real `simpul` binary with real certificates in a temp dir.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bus::client::{Answer, Client};
+use bus::identity::MemberId;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub const DUKCAPIL: &str = "GOV/dukcapil";
+pub const DPMPTSP: &str = "GOV/dpmptsp";
+pub const HR: &str = "GOV/bkpsdm/hr";
+pub const EABSEN: &str = "GOV/bkpsdm/eabsen";
+pub const PORTAL: &str = "GOV/portal";
+pub const BIZ: &str = "COM/8120000123456";
+pub const BIZ2: &str = "COM/9120000654321";
+
+/// Valid sample NIKs (real district codes, real dates). Logs must never contain them.
+pub const NIK: &str = "3204054501900003"; // Kab. Bandung, female, 05-01-1990
+pub const NIK2: &str = "3273012208850001"; // Kota Bandung, male, 22-08-1985
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_simpul")
+}
+
+/// Waits for `cond` to hold, checking every 50 ms, for at most `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + limit;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub struct Bus {
+    pub dir: tempfile::TempDir,
+    pub base: String,
+    pub registry: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    log_rx: Option<std::thread::JoinHandle<String>>,
+    logs: String,
+}
+
+impl Bus {
+    /// Starts a bus on the repo's example registry with a fresh PKI and data dir.
+    pub fn start(extra: &[&str]) -> Bus {
+        Bus::start_with_registry(&repo().join("registry.toml"), extra)
+    }
+
+    pub fn start_with_registry(registry: &Path, extra: &[&str]) -> Bus {
+        let mut bus = Bus {
+            dir: tempfile::tempdir().expect("tempdir"),
+            base: String::new(),
+            registry: registry.to_owned(),
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            log_rx: None,
+            logs: String::new(),
+        };
+        bus.spawn();
+        bus
+    }
+
+    pub fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(bin())
+            .arg("serve")
+            .arg("--registry")
+            .arg(&self.registry)
+            .arg("--certs")
+            .arg(self.certs())
+            .arg("--data")
+            .arg(self.data())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&self.args)
+            .env("SIMPUL_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn simpul serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("simpul listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        self.log_rx = Some(std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        }));
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => self.base = addr,
+            Err(_) => {
+                let _ = child.kill();
+                let logs = self.log_rx.take().map(|h| h.join().unwrap_or_default());
+                panic!("bus did not start: {}", logs.unwrap_or_default());
+            }
+        }
+        self.child = Some(child);
+    }
+
+    fn reap(&mut self) {
+        if let Some(h) = self.log_rx.take() {
+            self.logs.push_str(&h.join().unwrap_or_default());
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush. What was acknowledged must survive this.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.reap();
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status success.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let ok = c.wait().map(|s| s.success()).unwrap_or(false);
+        self.reap();
+        ok
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Everything the bus logged so far (stops the bus to collect it).
+    pub fn logs(&mut self) -> String {
+        self.kill9();
+        self.logs.clone()
+    }
+
+    pub fn client(&self, member: &str) -> Client {
+        Client::for_member(&self.base, &self.certs(), &MemberId::parse(member).unwrap())
+            .expect("client")
+    }
+
+    pub fn simpul(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.current_dir(repo());
+        c
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn event(type_: &str, data: Value) -> Value {
+    json!({
+        "specversion": "1.0",
+        "id": Uuid::now_v7().to_string(),
+        "type": type_,
+        "data": data,
+    })
+}
+
+pub fn death(nik: &str) -> Value {
+    event(
+        "siak.penduduk.meninggal",
+        json!({ "nik": nik, "nama": "SITI AMINAH", "tanggal_meninggal": "2026-11-20" }),
+    )
+}
+
+pub fn permit() -> Value {
+    event(
+        "sipanse.izin.permohonan",
+        json!({
+            "nib": "8120000123456",
+            "npwp": "013121660091000",
+            "pemohon": { "nik": NIK2, "nama": "BUDI SANTOSO" },
+            "jenis_izin": "Izin Usaha Mikro Kecil",
+            "kbli": ["47111"],
+            "kbli_versi": "2020",
+            "lokasi": "3204"
+        }),
+    )
+}
+
+pub fn id_of(ev: &Value) -> Uuid {
+    Uuid::parse_str(ev["id"].as_str().unwrap()).unwrap()
+}
+
+/// The ids of the messages in an inbox answer.
+pub fn leased_ids(a: &Answer) -> Vec<Uuid> {
+    a.body["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|x| Uuid::parse_str(x["event"]["id"].as_str().unwrap()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[track_caller]
+pub fn assert_status(a: &Answer, code: u16) {
+    assert_eq!(a.status.as_u16(), code, "unexpected answer: {:#}", a.body);
+}

@@ -1,0 +1,97 @@
+//! Synchronous queries through a provider, with response validation and field grants.
+
+mod common;
+
+use std::time::Duration;
+
+use bus::client::{Answer, Client};
+use common::*;
+use serde_json::{Value, json};
+
+fn verify_request() -> Value {
+    event(
+        "siak.penduduk.verify",
+        json!({ "nik": NIK2, "nama": "BUDI SANTOSO", "tanggal_lahir": "1985-08-22" }),
+    )
+}
+
+fn verify_response() -> Value {
+    json!({
+        "status": "aktif",
+        "hasil": {
+            "nama": { "hasil": "sesuai", "skor": 0.97, "ambang": 0.85 },
+            "tanggal_lahir": { "hasil": "sesuai" }
+        },
+        "diperiksa_pada": "2026-11-23T10:00:00Z"
+    })
+}
+
+/// Plays the provider: takes one query from its inbox and replies with `reply`.
+async fn provide_once(dukcapil: Client, reply: Value) -> Answer {
+    let got = dukcapil.pull(1, Duration::from_secs(20), Duration::from_secs(30)).await.unwrap();
+    let ids = leased_ids(&got);
+    assert_eq!(ids.len(), 1, "provider got no query: {:#}", got.body);
+    dukcapil.reply(ids[0], &reply).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_requester_sees_only_its_granted_fields() {
+    let bus = Bus::start(&[]);
+    // DPMPTSP is granted status, hasil and diperiksa_pada.
+    let provider = tokio::spawn(provide_once(bus.client(DUKCAPIL), verify_response()));
+    let a = bus.client(DPMPTSP).send(&verify_request()).await.unwrap();
+    assert_status(&a, 200);
+    assert_eq!(a.body["data"], verify_response());
+    assert_status(&provider.await.unwrap(), 200);
+
+    // The portal is granted status only.
+    let provider = tokio::spawn(provide_once(bus.client(DUKCAPIL), verify_response()));
+    let ev = verify_request();
+    let a = bus.client(PORTAL).send(&ev).await.unwrap();
+    assert_status(&a, 200);
+    assert_eq!(a.body["data"], json!({ "status": "aktif" }));
+    provider.await.unwrap();
+    // A retry of the same query gets the stored answer, cut the same way.
+    let again = bus.client(PORTAL).send(&ev).await.unwrap();
+    assert_status(&again, 200);
+    assert_eq!(again.body["data"], json!({ "status": "aktif" }));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_reply_is_refused_and_a_valid_one_still_answers() {
+    let bus = Bus::start(&[]);
+    let dukcapil = bus.client(DUKCAPIL);
+    let requester = bus.client(HR);
+    let ask = tokio::spawn(async move { requester.send(&verify_request()).await.unwrap() });
+    let got = dukcapil.pull(1, Duration::from_secs(20), Duration::from_secs(30)).await.unwrap();
+    let id = leased_ids(&got)[0];
+    // The record itself is not a valid answer: verify never returns the record.
+    let bad = json!({ "status": "aktif", "hasil": {}, "nama_lgkp": "BUDI SANTOSO" });
+    let a = dukcapil.reply(id, &bad).await.unwrap();
+    assert_status(&a, 422);
+    assert!(a.pointers().contains(&""), "{:#}", a.body);
+    assert_status(&dukcapil.reply(id, &verify_response()).await.unwrap(), 200);
+    let answer = ask.await.unwrap();
+    assert_status(&answer, 200);
+    assert_eq!(answer.body["data"], json!({ "status": "aktif", "hasil": verify_response()["hasil"] }));
+    // Only the provider may reply, and only once.
+    assert_status(&bus.client(DPMPTSP).reply(id, &verify_response()).await.unwrap(), 404);
+    let mut other = verify_response();
+    other["status"] = json!("meninggal");
+    assert_status(&dukcapil.reply(id, &other).await.unwrap(), 409);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_query_without_a_reply_times_out_with_504() {
+    let bus = Bus::start(&["--query-timeout", "1"]);
+    let a = bus.client(DPMPTSP).send(&verify_request()).await.unwrap();
+    assert_status(&a, 504);
+    assert_eq!(a.problem(), Some("query-timeout"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_permitted_members_may_query() {
+    let bus = Bus::start(&[]);
+    let a = bus.client(BIZ).send(&verify_request()).await.unwrap();
+    assert_status(&a, 403);
+}
