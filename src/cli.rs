@@ -16,7 +16,11 @@ use bus::server::{ServeOptions, serve};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "simpul", version, about = "Interoperability bus for Indonesian local government")]
+#[command(
+    name = "simpul",
+    version,
+    about = "Interoperability bus for Indonesian local government"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -231,7 +235,10 @@ fn run_certs(c: CertsCommand) -> anyhow::Result<ExitCode> {
         CertsCommand::Revoke { member, dir } => {
             let id = MemberId::parse(&member)?;
             DevCa::load(&dir)?.revoke(&id)?;
-            println!("revoked {id}; CRL rewritten at {}", dir.join("crl.pem").display());
+            println!(
+                "revoked {id}; CRL rewritten at {}",
+                dir.join("crl.pem").display()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -243,8 +250,16 @@ fn run_check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             let names: Vec<_> = Format::ALL.iter().map(|f| f.name()).collect();
             format!("unknown format {name:?}; known: {}", names.join(", "))
         })?;
-        let ok = bus::check::check_format_lines(format, std::io::stdin().lock(), std::io::stdout().lock())?;
-        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        let ok = bus::check::check_format_lines(
+            format,
+            std::io::stdin().lock(),
+            std::io::stdout().lock(),
+        )?;
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
     let type_ = a.type_.context("a message type is required")?;
     let registry = Registry::load(&a.registry)?;
@@ -265,7 +280,10 @@ fn run_check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         .and_then(|doc| bus::check::check_payload(&registry, &type_, doc, a.response));
     match result {
         Ok(warnings) => {
-            println!("{}", serde_json::json!({ "valid": true, "type": type_, "warnings": warnings }));
+            println!(
+                "{}",
+                serde_json::json!({ "valid": true, "type": type_, "warnings": warnings })
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

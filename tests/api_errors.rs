@@ -32,7 +32,12 @@ async fn malformed_json_and_envelopes_get_400_naming_every_field() {
     let bus = Bus::start(&[]);
     let c = bus.client(DUKCAPIL);
     let a = c
-        .request(Method::POST, "/v1/messages", Some("application/cloudevents+json"), Some(b"{not json".to_vec()))
+        .request(
+            Method::POST,
+            "/v1/messages",
+            Some("application/cloudevents+json"),
+            Some(b"{not json".to_vec()),
+        )
         .await
         .unwrap();
     assert_status(&a, 400);
@@ -65,13 +70,27 @@ async fn schema_errors_get_422_with_every_failing_field_and_nothing_is_stored() 
     assert_eq!(a.problem(), Some("schema-validation"));
     assert_eq!(a.body["type"], "urn:simpul:problem:schema-validation");
     let p = a.pointers();
-    for field in ["/data/nik", "/data/no_kk", "/data/tanggal_meninggal", "/data/jenis_kelamin", "/data/nama"] {
+    for field in [
+        "/data/nik",
+        "/data/no_kk",
+        "/data/tanggal_meninggal",
+        "/data/jenis_kelamin",
+        "/data/nama",
+    ] {
         assert!(p.contains(&field), "{field} missing from {p:?}");
     }
     // Nothing stored: the sender cannot see it and HR's inbox is empty.
     let s = c.status(id_of(&ev)).await.unwrap();
     assert_status(&s, 404);
-    let inbox = bus.client(HR).pull(10, std::time::Duration::ZERO, std::time::Duration::from_secs(30)).await.unwrap();
+    let inbox = bus
+        .client(HR)
+        .pull(
+            10,
+            std::time::Duration::ZERO,
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
     assert!(leased_ids(&inbox).is_empty());
 }
 
@@ -124,9 +143,19 @@ async fn same_id_same_content_gets_the_original_answer_and_different_content_409
 
     // Delivered once only.
     let hr = bus.client(HR);
-    let got = hr.pull(10, std::time::Duration::ZERO, std::time::Duration::from_secs(30)).await.unwrap();
+    let got = hr
+        .pull(
+            10,
+            std::time::Duration::ZERO,
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
     assert_eq!(leased_ids(&got), [id_of(&ev)]);
-    assert_eq!(got.body["messages"][0]["event"]["data"]["nama"], "SITI AMINAH");
+    assert_eq!(
+        got.body["messages"][0]["event"]["data"]["nama"],
+        "SITI AMINAH"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -165,7 +194,14 @@ async fn batch_is_all_or_nothing() {
     assert_status(&a, 202);
     assert_eq!(a.body["results"].as_array().unwrap().len(), 2);
     let hr = bus.client(HR);
-    let got = hr.pull(10, std::time::Duration::ZERO, std::time::Duration::from_secs(30)).await.unwrap();
+    let got = hr
+        .pull(
+            10,
+            std::time::Duration::ZERO,
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
     assert_eq!(leased_ids(&got), [id_of(&good), id_of(&second)]);
 }
 
@@ -173,9 +209,15 @@ async fn batch_is_all_or_nothing() {
 async fn unknown_endpoints_and_ids_are_problem_404s() {
     let bus = Bus::start(&[]);
     let c = bus.client(DUKCAPIL);
-    let a = c.request(Method::GET, "/v1/nothing", None, None).await.unwrap();
+    let a = c
+        .request(Method::GET, "/v1/nothing", None, None)
+        .await
+        .unwrap();
     assert_status(&a, 404);
     assert_eq!(a.problem(), Some("not-found"));
-    let a = c.request(Method::GET, "/v1/messages/xyz", None, None).await.unwrap();
+    let a = c
+        .request(Method::GET, "/v1/messages/xyz", None, None)
+        .await
+        .unwrap();
     assert_status(&a, 404);
 }

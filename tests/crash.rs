@@ -33,7 +33,10 @@ async fn every_accepted_message_survives_kill_9() {
     let dpmptsp = bus.client(DPMPTSP);
     let mut seen = HashSet::new();
     loop {
-        let got = dpmptsp.pull(100, Duration::ZERO, Duration::from_secs(60)).await.unwrap();
+        let got = dpmptsp
+            .pull(100, Duration::ZERO, Duration::from_secs(60))
+            .await
+            .unwrap();
         let ids = leased_ids(&got);
         if ids.is_empty() {
             break;
@@ -55,6 +58,10 @@ async fn sigterm_shuts_down_cleanly_and_keeps_everything() {
     let logs = bus.logs();
     assert!(logs.contains("flushing the store"), "{logs}");
     bus.restart();
-    let got = bus.client(DPMPTSP).pull(10, Duration::ZERO, Duration::from_secs(30)).await.unwrap();
+    let got = bus
+        .client(DPMPTSP)
+        .pull(10, Duration::ZERO, Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(leased_ids(&got), [id_of(&ev)]);
 }

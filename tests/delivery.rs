@@ -24,7 +24,10 @@ async fn send_pull_ack_and_status_walk_through() {
     let got = dpmptsp.pull(10, Duration::ZERO, LEASE).await.unwrap();
     assert_eq!(leased_ids(&got), [id_of(&ev)]);
     assert_eq!(got.body["messages"][0]["attempt"], 1);
-    assert_eq!(biz.status(id_of(&ev)).await.unwrap().body["status"], "delivered");
+    assert_eq!(
+        biz.status(id_of(&ev)).await.unwrap().body["status"],
+        "delivered"
+    );
 
     assert_status(&dpmptsp.ack(id_of(&ev)).await.unwrap(), 200);
     let s = biz.status(id_of(&ev)).await.unwrap();
@@ -40,12 +43,18 @@ async fn an_expired_lease_is_delivered_again() {
     let ev = permit();
     assert_status(&bus.client(BIZ).send(&ev).await.unwrap(), 202);
     let dpmptsp = bus.client(DPMPTSP);
-    let first = dpmptsp.pull(1, Duration::ZERO, Duration::from_secs(1)).await.unwrap();
+    let first = dpmptsp
+        .pull(1, Duration::ZERO, Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(leased_ids(&first), [id_of(&ev)]);
     // Not visible while leased...
     assert!(leased_ids(&dpmptsp.pull(1, Duration::ZERO, LEASE).await.unwrap()).is_empty());
     // ...and delivered again once the lease runs out (the long poll waits for it).
-    let again = dpmptsp.pull(1, Duration::from_secs(10), LEASE).await.unwrap();
+    let again = dpmptsp
+        .pull(1, Duration::from_secs(10), LEASE)
+        .await
+        .unwrap();
     assert_eq!(leased_ids(&again), [id_of(&ev)]);
     assert_eq!(again.body["messages"][0]["attempt"], 2);
     assert_status(&dpmptsp.ack(id_of(&ev)).await.unwrap(), 200);
@@ -59,7 +68,10 @@ async fn a_nack_dead_letters_with_the_reason_for_the_sender() {
     assert_status(&biz.send(&ev).await.unwrap(), 202);
     let dpmptsp = bus.client(DPMPTSP);
     dpmptsp.pull(1, Duration::ZERO, LEASE).await.unwrap();
-    let a = dpmptsp.nack(id_of(&ev), "lampiran tidak dapat dibaca").await.unwrap();
+    let a = dpmptsp
+        .nack(id_of(&ev), "lampiran tidak dapat dibaca")
+        .await
+        .unwrap();
     assert_status(&a, 200);
     let s = biz.status(id_of(&ev)).await.unwrap();
     assert_eq!(s.body["status"], "dead_lettered");
@@ -70,7 +82,12 @@ async fn a_nack_dead_letters_with_the_reason_for_the_sender() {
     assert_status(&dpmptsp.ack(id_of(&ev)).await.unwrap(), 409);
     // A nack needs a reason.
     let a = dpmptsp
-        .request(reqwest::Method::POST, &format!("/v1/inbox/{}/nack", id_of(&ev)), Some("application/json"), Some(b"{}".to_vec()))
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/inbox/{}/nack", id_of(&ev)),
+            Some("application/json"),
+            Some(b"{}".to_vec()),
+        )
         .await
         .unwrap();
     assert_status(&a, 400);
@@ -84,8 +101,14 @@ async fn max_attempts_without_ack_dead_letters() {
     assert_status(&biz.send(&ev).await.unwrap(), 202);
     let dpmptsp = bus.client(DPMPTSP);
     let short = Duration::from_secs(1);
-    assert_eq!(leased_ids(&dpmptsp.pull(1, Duration::ZERO, short).await.unwrap()).len(), 1);
-    let second = dpmptsp.pull(1, Duration::from_secs(10), short).await.unwrap();
+    assert_eq!(
+        leased_ids(&dpmptsp.pull(1, Duration::ZERO, short).await.unwrap()).len(),
+        1
+    );
+    let second = dpmptsp
+        .pull(1, Duration::from_secs(10), short)
+        .await
+        .unwrap();
     assert_eq!(second.body["messages"][0]["attempt"], 2);
     // After the second lease runs out the message is dead, not delivered a third time.
     let dead = wait_until(Duration::from_secs(10), || async {
@@ -97,7 +120,12 @@ async fn max_attempts_without_ack_dead_letters() {
     assert!(dead);
     let s = biz.status(id_of(&ev)).await.unwrap();
     assert_eq!(s.body["deliveries"][0]["attempts"], 2);
-    assert!(s.body["deliveries"][0]["reason"].as_str().unwrap().contains("2 delivery attempt"));
+    assert!(
+        s.body["deliveries"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("2 delivery attempt")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -134,11 +162,24 @@ async fn events_fan_out_to_every_subscriber_and_replay_from_a_cursor() {
     let hr = bus.client(HR);
     let all = hr.feed("siak.penduduk.meninggal", 0, 100).await.unwrap();
     assert_status(&all, 200);
-    let cursors: Vec<i64> = all.body["events"].as_array().unwrap().iter().map(|e| e["cursor"].as_i64().unwrap()).collect();
+    let cursors: Vec<i64> = all.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["cursor"].as_i64().unwrap())
+        .collect();
     assert_eq!(cursors.len(), 3);
     // Resume after the first: exactly the last two, in order, no gap, no duplicate.
-    let rest = hr.feed("siak.penduduk.meninggal", cursors[0], 100).await.unwrap();
-    let rest_ids: Vec<_> = rest.body["events"].as_array().unwrap().iter().map(|e| e["event"]["id"].as_str().unwrap().to_owned()).collect();
+    let rest = hr
+        .feed("siak.penduduk.meninggal", cursors[0], 100)
+        .await
+        .unwrap();
+    let rest_ids: Vec<_> = rest.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"]["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(rest_ids, [ids[1].to_string(), ids[2].to_string()]);
     assert_eq!(rest.body["next"], cursors[2]);
     // Paging with a limit.
@@ -146,7 +187,11 @@ async fn events_fan_out_to_every_subscriber_and_replay_from_a_cursor() {
     assert_eq!(page.body["events"].as_array().unwrap().len(), 2);
     assert_eq!(page.body["next"], cursors[1]);
     // Only event types have feeds.
-    let a = bus.client(DPMPTSP).feed("sipanse.izin.permohonan", 0, 10).await.unwrap();
+    let a = bus
+        .client(DPMPTSP)
+        .feed("sipanse.izin.permohonan", 0, 10)
+        .await
+        .unwrap();
     assert_status(&a, 404);
 }
 
@@ -160,7 +205,18 @@ async fn status_of_an_event_lists_every_subscriber() {
     hr.pull(1, Duration::ZERO, LEASE).await.unwrap();
     hr.ack(id_of(&ev)).await.unwrap();
     let s = dukcapil.status(id_of(&ev)).await.unwrap();
-    let states: Vec<_> = s.body["deliveries"].as_array().unwrap().iter().map(|d| (d["recipient"].clone(), d["state"].clone())).collect();
-    assert_eq!(states, [(json!(HR), json!("acked")), (json!(DPMPTSP), json!("pending"))]);
+    let states: Vec<_> = s.body["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["recipient"].clone(), d["state"].clone()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (json!(HR), json!("acked")),
+            (json!(DPMPTSP), json!("pending"))
+        ]
+    );
     assert_eq!(s.body["status"], "delivered");
 }

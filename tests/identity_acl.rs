@@ -12,13 +12,19 @@ use serde_json::json;
 
 /// True if a request with this client reaches the HTTP layer at all.
 async fn reaches_http(c: &Client) -> bool {
-    c.request(reqwest::Method::GET, "/v1/schemas", None, None).await.is_ok()
+    c.request(reqwest::Method::GET, "/v1/schemas", None, None)
+        .await
+        .is_ok()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_valid_member_certificate_is_accepted() {
     let bus = Bus::start(&[]);
-    let a = bus.client(PORTAL).request(reqwest::Method::GET, "/v1/schemas", None, None).await.unwrap();
+    let a = bus
+        .client(PORTAL)
+        .request(reqwest::Method::GET, "/v1/schemas", None, None)
+        .await
+        .unwrap();
     assert_status(&a, 200);
     assert!(a.body["schemas"].as_array().unwrap().len() >= 7);
 }
@@ -26,13 +32,18 @@ async fn a_valid_member_certificate_is_accepted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn no_client_certificate_is_refused_at_the_handshake() {
     let bus = Bus::start(&[]);
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(bus.certs().join("ca.pem")).unwrap()).unwrap();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(bus.certs().join("ca.pem")).unwrap())
+        .unwrap();
     let http = reqwest::Client::builder()
         .tls_certs_only([ca])
+        .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
     let r = http.get(format!("{}/healthz", bus.base)).send().await;
-    assert!(r.is_err(), "a connection without a client certificate must fail: {r:?}");
+    assert!(
+        r.is_err(),
+        "a connection without a client certificate must fail: {r:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -40,7 +51,13 @@ async fn a_certificate_from_another_ca_is_refused() {
     let bus = Bus::start(&[]);
     let other = tempfile::tempdir().unwrap();
     let portal = MemberId::parse(PORTAL).unwrap();
-    DevCa::init(other.path(), "simpul.dev", std::slice::from_ref(&portal), false).unwrap();
+    DevCa::init(
+        other.path(),
+        "simpul.dev",
+        std::slice::from_ref(&portal),
+        false,
+    )
+    .unwrap();
     let stem = portal.file_stem();
     let c = Client::new(
         &bus.base,
@@ -61,10 +78,19 @@ async fn an_expired_certificate_is_refused() {
         .issue(
             "simpul.dev",
             &MemberId::parse(PORTAL).unwrap(),
-            Validity { not_before: now - time::Duration::days(30), not_after: now - time::Duration::days(1) },
+            Validity {
+                not_before: now - time::Duration::days(30),
+                not_after: now - time::Duration::days(1),
+            },
         )
         .unwrap();
-    let c = Client::new(&bus.base, &bus.certs().join("ca.pem"), &paths.cert, &paths.key).unwrap();
+    let c = Client::new(
+        &bus.base,
+        &bus.certs().join("ca.pem"),
+        &paths.cert,
+        &paths.key,
+    )
+    .unwrap();
     assert!(!reaches_http(&c).await);
 }
 
@@ -73,8 +99,16 @@ async fn a_certificate_for_a_non_member_is_refused() {
     let bus = Bus::start(&[]);
     let ca = DevCa::load(&bus.certs()).unwrap();
     let stranger = MemberId::parse("GOV/bukan-anggota").unwrap();
-    let paths = ca.issue("simpul.dev", &stranger, Validity::days(30)).unwrap();
-    let c = Client::new(&bus.base, &bus.certs().join("ca.pem"), &paths.cert, &paths.key).unwrap();
+    let paths = ca
+        .issue("simpul.dev", &stranger, Validity::days(30))
+        .unwrap();
+    let c = Client::new(
+        &bus.base,
+        &bus.certs().join("ca.pem"),
+        &paths.cert,
+        &paths.key,
+    )
+    .unwrap();
     assert!(!reaches_http(&c).await);
 }
 
@@ -89,7 +123,11 @@ async fn a_revoked_certificate_is_refused_without_a_restart() {
         .arg(bus.certs())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A fresh client each time: a revoked member must not get a new connection.
     let refused = wait_until(Duration::from_secs(10), || async {
         !reaches_http(&bus.client(PORTAL)).await
@@ -121,7 +159,11 @@ async fn the_bus_fills_source_from_the_certificate() {
     let bus = Bus::start(&[]);
     let ev = death(NIK);
     assert_status(&bus.client(DUKCAPIL).send(&ev).await.unwrap(), 202);
-    let got = bus.client(HR).pull(1, Duration::ZERO, Duration::from_secs(30)).await.unwrap();
+    let got = bus
+        .client(HR)
+        .pull(1, Duration::ZERO, Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(got.body["messages"][0]["event"]["source"], DUKCAPIL);
     assert!(got.body["messages"][0]["event"]["time"].is_string());
 }
@@ -134,13 +176,21 @@ async fn a_member_cannot_read_or_settle_another_members_inbox() {
     // The inbox is chosen by certificate: the second business sees nothing, whatever it asks.
     let biz2 = bus.client(BIZ2);
     let a = biz2
-        .request(reqwest::Method::GET, "/v1/inbox?member=GOV/dpmptsp", None, None)
+        .request(
+            reqwest::Method::GET,
+            "/v1/inbox?member=GOV/dpmptsp",
+            None,
+            None,
+        )
         .await
         .unwrap();
     assert_status(&a, 200);
     assert!(leased_ids(&a).is_empty());
     let dpmptsp = bus.client(DPMPTSP);
-    let got = dpmptsp.pull(10, Duration::ZERO, Duration::from_secs(30)).await.unwrap();
+    let got = dpmptsp
+        .pull(10, Duration::ZERO, Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(leased_ids(&got), [id_of(&ev)]);
     assert_status(&biz2.ack(id_of(&ev)).await.unwrap(), 404);
     assert_status(&biz2.nack(id_of(&ev), "mine now").await.unwrap(), 404);
@@ -161,17 +211,33 @@ async fn messages_go_only_to_permitted_recipients() {
     assert_status(&dpmptsp.send(&notice).await.unwrap(), 403);
     notice["to"] = json!(BIZ);
     assert_status(&dpmptsp.send(&notice).await.unwrap(), 202);
-    let biz2 = bus.client(BIZ2).pull(10, Duration::ZERO, Duration::from_secs(30)).await.unwrap();
+    let biz2 = bus
+        .client(BIZ2)
+        .pull(10, Duration::ZERO, Duration::from_secs(30))
+        .await
+        .unwrap();
     assert!(leased_ids(&biz2).is_empty());
-    let biz = bus.client(BIZ).pull(10, Duration::ZERO, Duration::from_secs(30)).await.unwrap();
+    let biz = bus
+        .client(BIZ)
+        .pull(10, Duration::ZERO, Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(leased_ids(&biz), [id_of(&notice)]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn feeds_are_readable_only_by_their_consumers_and_producers() {
     let bus = Bus::start(&[]);
-    let a = bus.client(PORTAL).feed("siak.penduduk.meninggal", 0, 10).await.unwrap();
+    let a = bus
+        .client(PORTAL)
+        .feed("siak.penduduk.meninggal", 0, 10)
+        .await
+        .unwrap();
     assert_status(&a, 403);
-    let a = bus.client(HR).feed("siak.penduduk.meninggal", 0, 10).await.unwrap();
+    let a = bus
+        .client(HR)
+        .feed("siak.penduduk.meninggal", 0, 10)
+        .await
+        .unwrap();
     assert_status(&a, 200);
 }

@@ -28,9 +28,16 @@ async fn no_raw_nik_in_logs_or_problems() {
     bad_env["id"] = json!(NIK2);
     answers.push(dukcapil.send(&bad_env).await.unwrap());
     let hr = bus.client(HR);
-    let got = hr.pull(10, Duration::ZERO, Duration::from_secs(30)).await.unwrap();
+    let got = hr
+        .pull(10, Duration::ZERO, Duration::from_secs(30))
+        .await
+        .unwrap();
     let id = leased_ids(&got)[0];
-    answers.push(hr.nack(id, &format!("NIK {NIK} tidak dikenal")).await.unwrap());
+    answers.push(
+        hr.nack(id, &format!("NIK {NIK} tidak dikenal"))
+            .await
+            .unwrap(),
+    );
     answers.push(bus.client(DUKCAPIL).status(id).await.unwrap());
 
     let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
@@ -41,11 +48,20 @@ async fn no_raw_nik_in_logs_or_problems() {
             assert!(!text.contains(nik), "raw NIK in answer: {text}");
         }
     }
-    let reason = answers[6].body["deliveries"][0]["reason"].as_str().unwrap().to_owned();
-    assert!(reason.contains("3204********0003"), "masked NIK expected in {reason}");
+    let reason = answers[6].body["deliveries"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.contains("3204********0003"),
+        "masked NIK expected in {reason}"
+    );
 
     let logs = bus.logs();
-    assert!(logs.contains("DEBUG") || logs.contains("INFO"), "no logs captured");
+    assert!(
+        logs.contains("DEBUG") || logs.contains("INFO"),
+        "no logs captured"
+    );
     for nik in [NIK, NIK2, invalid_nik] {
         assert!(!logs.contains(nik), "raw NIK in logs");
     }

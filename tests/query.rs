@@ -28,7 +28,10 @@ fn verify_response() -> Value {
 
 /// Plays the provider: takes one query from its inbox and replies with `reply`.
 async fn provide_once(dukcapil: Client, reply: Value) -> Answer {
-    let got = dukcapil.pull(1, Duration::from_secs(20), Duration::from_secs(30)).await.unwrap();
+    let got = dukcapil
+        .pull(1, Duration::from_secs(20), Duration::from_secs(30))
+        .await
+        .unwrap();
     let ids = leased_ids(&got);
     assert_eq!(ids.len(), 1, "provider got no query: {:#}", got.body);
     dukcapil.reply(ids[0], &reply).await.unwrap()
@@ -63,7 +66,10 @@ async fn an_invalid_reply_is_refused_and_a_valid_one_still_answers() {
     let dukcapil = bus.client(DUKCAPIL);
     let requester = bus.client(HR);
     let ask = tokio::spawn(async move { requester.send(&verify_request()).await.unwrap() });
-    let got = dukcapil.pull(1, Duration::from_secs(20), Duration::from_secs(30)).await.unwrap();
+    let got = dukcapil
+        .pull(1, Duration::from_secs(20), Duration::from_secs(30))
+        .await
+        .unwrap();
     let id = leased_ids(&got)[0];
     // The record itself is not a valid answer: verify never returns the record.
     let bad = json!({ "status": "aktif", "hasil": {}, "nama_lgkp": "BUDI SANTOSO" });
@@ -73,9 +79,18 @@ async fn an_invalid_reply_is_refused_and_a_valid_one_still_answers() {
     assert_status(&dukcapil.reply(id, &verify_response()).await.unwrap(), 200);
     let answer = ask.await.unwrap();
     assert_status(&answer, 200);
-    assert_eq!(answer.body["data"], json!({ "status": "aktif", "hasil": verify_response()["hasil"] }));
+    assert_eq!(
+        answer.body["data"],
+        json!({ "status": "aktif", "hasil": verify_response()["hasil"] })
+    );
     // Only the provider may reply, and only once.
-    assert_status(&bus.client(DPMPTSP).reply(id, &verify_response()).await.unwrap(), 404);
+    assert_status(
+        &bus.client(DPMPTSP)
+            .reply(id, &verify_response())
+            .await
+            .unwrap(),
+        404,
+    );
     let mut other = verify_response();
     other["status"] = json!("meninggal");
     assert_status(&dukcapil.reply(id, &other).await.unwrap(), 409);

@@ -9,7 +9,10 @@ use common::*;
 /// The first ```sh block after the "Walk-through with curl" heading.
 fn walk_through() -> String {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let section = readme.split("## Walk-through with curl").nth(1).expect("walk-through section");
+    let section = readme
+        .split("## Walk-through with curl")
+        .nth(1)
+        .expect("walk-through section");
     let block = section.split("```sh\n").nth(1).expect("sh block");
     block.split("```").next().unwrap().to_owned()
 }
@@ -29,7 +32,11 @@ fn the_readme_walk_through_works_as_written() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let answers: Vec<serde_json::Value> = stdout
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -42,8 +49,19 @@ fn the_readme_walk_through_works_as_written() {
     assert_eq!(answers[2]["state"], "acked");
     assert_eq!(answers[3]["status"], "acked");
     assert_eq!(answers[4]["status"], 422);
-    let pointers: Vec<&str> = answers[4]["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
-    for p in ["/data/nib", "/data/npwp", "/data/kbli/0", "/data/pemohon", "/data/jenis_izin"] {
+    let pointers: Vec<&str> = answers[4]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap())
+        .collect();
+    for p in [
+        "/data/nib",
+        "/data/npwp",
+        "/data/kbli/0",
+        "/data/pemohon",
+        "/data/jenis_izin",
+    ] {
         assert!(pointers.contains(&p), "{p} not in {pointers:?}");
     }
 }

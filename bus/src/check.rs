@@ -24,9 +24,9 @@ pub fn check_payload(
         .type_def(type_)
         .ok_or_else(|| ApiError::UnknownType(type_.to_owned()))?;
     let schema = if response {
-        def.response_schema.as_ref().ok_or_else(|| ApiError::NotFound(format!(
-            "{type_} is not a query and has no response schema"
-        )))?
+        def.response_schema.as_ref().ok_or_else(|| {
+            ApiError::NotFound(format!("{type_} is not a query and has no response schema"))
+        })?
     } else {
         &def.schema
     };
@@ -44,17 +44,28 @@ pub fn check_payload(
                 errors: vec![FieldError::new("/type", format!("expected {type_}"))],
             });
         }
-        (env.attrs.get("data").cloned().unwrap_or(Value::Null), "/data")
+        (
+            env.attrs.get("data").cloned().unwrap_or(Value::Null),
+            "/data",
+        )
     } else {
         (doc, "")
     };
     let verdict = schema.validate(&data);
     if !verdict.errors.is_empty() {
         return Err(ApiError::Schema {
-            errors: verdict.errors.into_iter().map(|e| e.prefixed(prefix)).collect(),
+            errors: verdict
+                .errors
+                .into_iter()
+                .map(|e| e.prefixed(prefix))
+                .collect(),
         });
     }
-    Ok(verdict.warnings.into_iter().map(|w| w.prefixed(prefix)).collect())
+    Ok(verdict
+        .warnings
+        .into_iter()
+        .map(|w| w.prefixed(prefix))
+        .collect())
 }
 
 /// Checks one value per input line (the line's exact content, without its newline) and writes
@@ -75,7 +86,9 @@ pub fn check_format_lines(
         all_valid &= result.is_ok();
         let obj = match result {
             Ok(()) => json!({ "line": n + 1, "value": value, "valid": true }),
-            Err(reasons) => json!({ "line": n + 1, "value": value, "valid": false, "reasons": reasons }),
+            Err(reasons) => {
+                json!({ "line": n + 1, "value": value, "valid": false, "reasons": reasons })
+            }
         };
         serde_json::to_writer(&mut out, &obj)?;
         out.write_all(b"\n")?;

@@ -31,7 +31,9 @@ pub struct Answer {
 impl Answer {
     /// The problem `type` slug, e.g. `schema-validation`, for error answers.
     pub fn problem(&self) -> Option<&str> {
-        self.body["type"].as_str()?.strip_prefix("urn:simpul:problem:")
+        self.body["type"]
+            .as_str()?
+            .strip_prefix("urn:simpul:problem:")
     }
 
     /// JSON pointers of the failing fields of a problem answer.
@@ -123,12 +125,22 @@ impl Client {
     /// `POST /v1/messages` with a batch of CloudEvents, stored all or nothing.
     pub async fn send_batch(&self, events: &[Value]) -> Result<Answer, ClientError> {
         let body = serde_json::to_vec(events).unwrap_or_default();
-        self.request(Method::POST, "/v1/messages", Some(BATCH_CONTENT_TYPE), Some(body))
-            .await
+        self.request(
+            Method::POST,
+            "/v1/messages",
+            Some(BATCH_CONTENT_TYPE),
+            Some(body),
+        )
+        .await
     }
 
     /// `GET /v1/inbox`: lease up to `max` messages, waiting up to `wait` for one.
-    pub async fn pull(&self, max: usize, wait: Duration, lease: Duration) -> Result<Answer, ClientError> {
+    pub async fn pull(
+        &self,
+        max: usize,
+        wait: Duration,
+        lease: Duration,
+    ) -> Result<Answer, ClientError> {
         let path = format!(
             "/v1/inbox?max={max}&wait={}&lease={}",
             wait.as_secs(),

@@ -40,27 +40,34 @@ impl Envelope {
             return Err(vec![FieldError::new("", "an event must be a JSON object")]);
         };
         let mut errors = Vec::new();
-        let string = |name: &str, errors: &mut Vec<FieldError>, required: bool| match attrs.get(name) {
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            None if !required => None,
-            None => {
-                errors.push(FieldError::new(format!("/{name}"), "is required"));
-                None
-            }
-            Some(_) => {
-                errors.push(FieldError::new(format!("/{name}"), "must be a non-empty string"));
-                None
-            }
-        };
-        if let Some(v) = string("specversion", &mut errors, true) {
-            if v != "1.0" {
-                errors.push(FieldError::new("/specversion", "must be \"1.0\""));
-            }
+        let string =
+            |name: &str, errors: &mut Vec<FieldError>, required: bool| match attrs.get(name) {
+                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                None if !required => None,
+                None => {
+                    errors.push(FieldError::new(format!("/{name}"), "is required"));
+                    None
+                }
+                Some(_) => {
+                    errors.push(FieldError::new(
+                        format!("/{name}"),
+                        "must be a non-empty string",
+                    ));
+                    None
+                }
+            };
+        if let Some(v) = string("specversion", &mut errors, true)
+            && v != "1.0"
+        {
+            errors.push(FieldError::new("/specversion", "must be \"1.0\""));
         }
         let id = string("id", &mut errors, true).and_then(|s| match Uuid::parse_str(&s) {
             Ok(u) => Some(u),
             Err(_) => {
-                errors.push(FieldError::new("/id", "must be a UUID (UUIDv7 recommended)"));
+                errors.push(FieldError::new(
+                    "/id",
+                    "must be a UUID (UUIDv7 recommended)",
+                ));
                 None
             }
         });
@@ -74,13 +81,17 @@ impl Envelope {
             }
         });
         string("correlationid", &mut errors, false);
-        if let Some(ct) = string("datacontenttype", &mut errors, false) {
-            if ct != "application/json" {
-                errors.push(FieldError::new("/datacontenttype", "must be application/json"));
-            }
+        if let Some(ct) = string("datacontenttype", &mut errors, false)
+            && ct != "application/json"
+        {
+            errors.push(FieldError::new(
+                "/datacontenttype",
+                "must be application/json",
+            ));
         }
         if let Some(src) = string("source", &mut errors, false) {
-            let claimed = MemberId::parse(&src).or_else(|_| MemberId::from_spiffe_uri(instance, &src));
+            let claimed =
+                MemberId::parse(&src).or_else(|_| MemberId::from_spiffe_uri(instance, &src));
             match (claimed, sender) {
                 (Ok(c), Some(s)) if &c != s => errors.push(FieldError::new(
                     "/source",
@@ -93,12 +104,11 @@ impl Envelope {
                 _ => {}
             }
         }
-        if let Some(t) = string("time", &mut errors, false) {
-            if time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
+        if let Some(t) = string("time", &mut errors, false)
+            && time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
                 .is_err()
-            {
-                errors.push(FieldError::new("/time", "must be an RFC 3339 timestamp"));
-            }
+        {
+            errors.push(FieldError::new("/time", "must be an RFC 3339 timestamp"));
         }
         match attrs.get("data") {
             Some(Value::Object(_)) => {}
@@ -106,7 +116,10 @@ impl Envelope {
             Some(_) => errors.push(FieldError::new("/data", "must be a JSON object")),
         }
         if attrs.contains_key("data_base64") {
-            errors.push(FieldError::new("/data_base64", "binary data is not accepted"));
+            errors.push(FieldError::new(
+                "/data_base64",
+                "binary data is not accepted",
+            ));
         }
         let (Some(id), Some(type_), true) = (id, type_, errors.is_empty()) else {
             return Err(errors);

@@ -113,9 +113,8 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::Overloaded { retry_after } | ApiError::StoreUnavailable { retry_after, .. } => {
-                Some(*retry_after)
-            }
+            ApiError::Overloaded { retry_after }
+            | ApiError::StoreUnavailable { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -165,7 +164,11 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(problem = self.slug(), "{detail}");
         } else {
-            tracing::debug!(problem = self.slug(), fields = self.field_errors().len(), "{detail}");
+            tracing::debug!(
+                problem = self.slug(),
+                fields = self.field_errors().len(),
+                "{detail}"
+            );
         }
         let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
         let mut resp = (status, body).into_response();
@@ -175,7 +178,10 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         if let Some(after) = self.retry_after() {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(after.as_secs().max(1)),
+            );
         }
         resp
     }

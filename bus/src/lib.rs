@@ -7,14 +7,11 @@ pub mod client;
 pub mod envelope;
 pub mod error;
 pub mod formats;
-#[path = "stub/identity.rs"]
 pub mod identity;
-#[path = "stub/pki.rs"]
 pub mod pki;
 pub mod problem;
 pub mod registry;
 pub mod schema;
 pub mod server;
 pub mod store;
-#[path = "stub/tls.rs"]
 pub mod tls;

@@ -199,13 +199,16 @@ impl Registry {
             };
             let producers = acl(&t.producers, "producer");
             let consumers = acl(&t.consumers, "consumer");
-            let provider = t.provider.as_deref().and_then(|p| match MemberId::parse(p) {
-                Ok(id) if members.contains_key(&id) => Some(id),
-                _ => {
-                    errors.push(format!("{ctx}: provider {p} is not a member"));
-                    None
-                }
-            });
+            let provider = t
+                .provider
+                .as_deref()
+                .and_then(|p| match MemberId::parse(p) {
+                    Ok(id) if members.contains_key(&id) => Some(id),
+                    _ => {
+                        errors.push(format!("{ctx}: provider {p} is not a member"));
+                        None
+                    }
+                });
             let mut schema_of = |id: &str| match schemas.get(id) {
                 Some(s) => Some(s.clone()),
                 None => {
@@ -236,7 +239,9 @@ impl Registry {
                     Ok(id) if producers.allows(&id) => {
                         grants.insert(id, fields.iter().cloned().collect());
                     }
-                    _ => errors.push(format!("{ctx}: grant for {who}, who may not send this query")),
+                    _ => errors.push(format!(
+                        "{ctx}: grant for {who}, who may not send this query"
+                    )),
                 }
             }
             let subscribers = order

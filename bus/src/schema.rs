@@ -97,11 +97,16 @@ impl Schema {
 fn nik_warnings(value: &Value, path: &str, out: &mut Vec<FieldError>) {
     match value {
         Value::Object(map) => {
-            if let Some(facts) = map.get("nik").and_then(Value::as_str).and_then(formats::nik_facts) {
+            if let Some(facts) = map
+                .get("nik")
+                .and_then(Value::as_str)
+                .and_then(formats::nik_facts)
+            {
                 if let Some(date) = map.get("tanggal_lahir").and_then(Value::as_str) {
                     let parts: Vec<&str> = date.split('-').collect();
                     if let [y, m, d] = parts[..] {
-                        let same = y.get(2..).and_then(|yy| yy.parse::<u8>().ok()) == Some(facts.yy)
+                        let same = y.get(2..).and_then(|yy| yy.parse::<u8>().ok())
+                            == Some(facts.yy)
                             && m.parse::<u8>().ok() == Some(facts.month)
                             && d.parse::<u8>().ok() == Some(facts.day);
                         if !same {

@@ -150,7 +150,10 @@ impl Bus {
         let Some(mut c) = self.child.take() else {
             return false;
         };
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let ok = c.wait().map(|s| s.success()).unwrap_or(false);
         self.reap();
         ok

@@ -1,8 +1,8 @@
 //! Replayable feeds: every event of a type, in order, read by cursor.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
 use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 
 use super::{SharedState, malformed};
@@ -35,14 +35,16 @@ pub async fn read(
         .registry
         .type_def(&type_)
         .ok_or_else(|| ApiError::UnknownType(type_.clone()))?;
+    if def.kind != Kind::Event {
+        return Err(ApiError::NotFound(format!(
+            "{type_} is not an event type and has no feed"
+        )));
+    }
     if !def.consumers.allows(&peer.member) && !def.producers.allows(&peer.member) {
         return Err(ApiError::Forbidden(format!(
             "{} may not read the feed of {type_}",
             peer.member
         )));
-    }
-    if def.kind != Kind::Event {
-        return Err(ApiError::NotFound(format!("{type_} is not an event type and has no feed")));
     }
     let after = p.after.unwrap_or(0).max(0);
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);

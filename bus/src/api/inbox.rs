@@ -45,7 +45,10 @@ pub async fn pull(
             .clamp(Duration::from_secs(1), Duration::from_secs(3600)),
         max_attempts: cfg.max_attempts,
     };
-    let wait = p.wait.map_or(Duration::ZERO, Duration::from_secs).min(cfg.max_wait);
+    let wait = p
+        .wait
+        .map_or(Duration::ZERO, Duration::from_secs)
+        .min(cfg.max_wait);
     let deadline = Instant::now() + wait;
     let signal = st.signals.get(&peer.member);
     loop {
@@ -91,7 +94,10 @@ pub async fn nack(
     if reason.is_empty() || reason.len() > 2000 {
         return Err(ApiError::Malformed {
             detail: "a nack needs a reason".into(),
-            errors: vec![crate::problem::FieldError::new("/reason", "must be 1 to 2000 bytes")],
+            errors: vec![crate::problem::FieldError::new(
+                "/reason",
+                "must be 1 to 2000 bytes",
+            )],
         });
     }
     // The reason is shown to the sender and may be logged: mask personal identifiers in it.
@@ -100,7 +106,12 @@ pub async fn nack(
     settled(outcome, id, &peer, "dead_lettered")
 }
 
-fn settled(outcome: Settled, id: uuid::Uuid, peer: &Peer, state: &str) -> Result<Json<Value>, ApiError> {
+fn settled(
+    outcome: Settled,
+    id: uuid::Uuid,
+    peer: &Peer,
+    state: &str,
+) -> Result<Json<Value>, ApiError> {
     match outcome {
         Settled::Done | Settled::AlreadyDone => Ok(Json(json!({ "id": id, "state": state }))),
         Settled::NotFound => Err(ApiError::NotFound(format!(

@@ -60,10 +60,15 @@ pub async fn post(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let _permit = st.inflight.try_acquire().map_err(|_| ApiError::Overloaded {
-        retry_after: std::time::Duration::from_secs(1),
-    })?;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
+    let _permit = st
+        .inflight
+        .try_acquire()
+        .map_err(|_| ApiError::Overloaded {
+            retry_after: std::time::Duration::from_secs(1),
+        })?;
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
         detail: format!("body is not valid JSON: {e}"),
         errors: Vec::new(),
@@ -95,7 +100,10 @@ pub async fn post(
         });
     }
     let prepared = prepare_all(&st, items, &peer.member)?;
-    let ids: Vec<_> = prepared.iter().map(|p| (p.msg.id, p.warnings.clone())).collect();
+    let ids: Vec<_> = prepared
+        .iter()
+        .map(|p| (p.msg.id, p.warnings.clone()))
+        .collect();
     let results = append(&st, prepared).await?;
     tracing::debug!(member = %peer.member, count = results.len(), "accepted batch");
     let body: Vec<Value> = ids
@@ -140,7 +148,13 @@ fn merge(first: &mut Option<ApiError>, e: ApiError, i: usize) {
     let prefixed = |errors: Vec<FieldError>| -> Vec<FieldError> {
         errors
             .into_iter()
-            .map(|f| if f.pointer.starts_with(&prefix) { f } else { f.prefixed(&prefix) })
+            .map(|f| {
+                if f.pointer.starts_with(&prefix) {
+                    f
+                } else {
+                    f.prefixed(&prefix)
+                }
+            })
             .collect()
     };
     let e = match e {
@@ -182,22 +196,26 @@ pub fn prepare(st: &SharedState, value: Value, sender: &MemberId) -> Result<Prep
             def.name
         )));
     }
-    if let Some(ds) = &env.dataschema {
-        if !def.matches_schema(ds) {
-            return Err(ApiError::Malformed {
-                detail: "dataschema does not match the type".into(),
-                errors: vec![FieldError::new(
-                    "/dataschema",
-                    format!("{} uses schema {}", def.name, def.schema.id),
-                )],
-            });
-        }
+    if let Some(ds) = &env.dataschema
+        && !def.matches_schema(ds)
+    {
+        return Err(ApiError::Malformed {
+            detail: "dataschema does not match the type".into(),
+            errors: vec![FieldError::new(
+                "/dataschema",
+                format!("{} uses schema {}", def.name, def.schema.id),
+            )],
+        });
     }
     let recipients = recipients(st, def, &env)?;
     let verdict = def.schema.validate(env.data());
     if !verdict.errors.is_empty() {
         return Err(ApiError::Schema {
-            errors: verdict.errors.into_iter().map(|e| e.prefixed("/data")).collect(),
+            errors: verdict
+                .errors
+                .into_iter()
+                .map(|e| e.prefixed("/data"))
+                .collect(),
         });
     }
     let warnings: Vec<FieldError> = verdict
@@ -238,7 +256,10 @@ fn recipients(st: &SharedState, def: &TypeDef, env: &Envelope) -> Result<Vec<Mem
             if def.consumers.allows(to) || def.provider.as_ref() == Some(to) {
                 Ok(vec![to.clone()])
             } else {
-                Err(ApiError::Forbidden(format!("{to} may not receive {}", def.name)))
+                Err(ApiError::Forbidden(format!(
+                    "{to} may not receive {}",
+                    def.name
+                )))
             }
         }
         (_, _) => def
@@ -305,9 +326,13 @@ pub async fn status(
     } else {
         "accepted"
     };
-    let accepted_at = time::OffsetDateTime::from_unix_timestamp_nanos(rec.accepted_at_ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+    let accepted_at =
+        time::OffsetDateTime::from_unix_timestamp_nanos(rec.accepted_at_ms as i128 * 1_000_000)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            });
     Ok(Json(json!({
         "id": rec.id,
         "type": rec.type_,

@@ -54,12 +54,18 @@ impl PendingQueries {
 }
 
 /// Sends the query to its provider and waits for the reply (504 when it does not come).
-pub async fn ask(st: &SharedState, requester: &MemberId, p: Prepared) -> Result<Response, ApiError> {
+pub async fn ask(
+    st: &SharedState,
+    requester: &MemberId,
+    p: Prepared,
+) -> Result<Response, ApiError> {
     let id = p.msg.id;
     let def = p.def.clone();
     // Wait before storing, so a fast provider cannot reply before anyone listens.
     let mut rx = st.queries.wait(id);
-    append(st, vec![p]).await.inspect_err(|_| st.queries.forget(id))?;
+    append(st, vec![p])
+        .await
+        .inspect_err(|_| st.queries.forget(id))?;
     let stored = st.store.message(id).await?.and_then(|r| r.reply);
     let reply = match stored {
         Some(r) => r,
@@ -72,9 +78,14 @@ pub async fn ask(st: &SharedState, requester: &MemberId, p: Prepared) -> Result<
             }
         },
     };
-    let data: Value = serde_json::from_str(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let data: Value =
+        serde_json::from_str(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
     let data = granted(&def, requester, data);
-    Ok((StatusCode::OK, Json(json!({ "id": id, "type": def.name, "data": data }))).into_response())
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "id": id, "type": def.name, "data": data })),
+    )
+        .into_response())
 }
 
 /// Removes the fields the requester has not been granted. A type without a `grants` table
@@ -126,7 +137,9 @@ pub async fn reply(
         ReplyOutcome::Stored => st.queries.answer(id, &text),
         ReplyOutcome::Existing(old) if old == text => {}
         ReplyOutcome::Existing(_) => {
-            return Err(ApiError::Conflict(format!("query {id} was already answered differently")));
+            return Err(ApiError::Conflict(format!(
+                "query {id} was already answered differently"
+            )));
         }
         ReplyOutcome::NotFound => return Err(not_yours()),
     }

@@ -41,7 +41,7 @@ pub(super) fn num(digits: &str) -> u32 {
 
 /// Gregorian leap years: a NIP carries a four-digit year, so the century rule applies.
 pub(super) fn gregorian_leap(year: u32) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
 }
 
 /// Days in `month` (1–12); `leap` decides February.

@@ -42,7 +42,7 @@ fn birth(nik: &str) -> Result<NikFacts, Vec<String>> {
         }
     };
     // The century is unknown, and 2000 was a leap year, so any YY divisible by 4 may be one.
-    let mut reasons = day_month_reasons(day, month, yy % 4 == 0, "birth");
+    let mut reasons = day_month_reasons(day, month, yy.is_multiple_of(4), "birth");
     if let Some(r) = reasons.first_mut().filter(|r| r.contains("29 February")) {
         *r = "birth date 29 February needs YY divisible by 4".to_owned();
     }

@@ -49,7 +49,9 @@ pub struct NewMessage {
 pub enum Appended {
     Accepted,
     /// Same id and content as an earlier message: here are its original warnings.
-    Duplicate { warnings: String },
+    Duplicate {
+        warnings: String,
+    },
 }
 
 /// Result of an atomic batch append: every message is stored, or none is.
@@ -140,9 +142,19 @@ pub trait Store: Send + Sync + 'static {
     /// Dead-letters the message for `member`, recording `reason` for its sender.
     async fn nack(&self, member: &MemberId, id: Uuid, reason: &str) -> Result<Settled, StoreError>;
     /// Stores a provider's reply to a query and settles the provider's delivery.
-    async fn reply(&self, provider: &MemberId, id: Uuid, reply: String) -> Result<ReplyOutcome, StoreError>;
+    async fn reply(
+        &self,
+        provider: &MemberId,
+        id: Uuid,
+        reply: String,
+    ) -> Result<ReplyOutcome, StoreError>;
     async fn message(&self, id: Uuid) -> Result<Option<MessageRecord>, StoreError>;
-    async fn feed(&self, type_: &str, after: i64, limit: usize) -> Result<Vec<FeedItem>, StoreError>;
+    async fn feed(
+        &self,
+        type_: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<FeedItem>, StoreError>;
     /// True when the store can take writes.
     async fn ready(&self) -> bool;
     /// Flushes and stops the writer; later calls fail with `Unavailable`.

@@ -237,7 +237,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn reply(&self, provider: &MemberId, id: Uuid, body: String) -> Result<ReplyOutcome, StoreError> {
+    async fn reply(
+        &self,
+        provider: &MemberId,
+        id: Uuid,
+        body: String,
+    ) -> Result<ReplyOutcome, StoreError> {
         let provider = provider.clone();
         self.submit(|answer| Op::Reply {
             provider,
@@ -252,7 +257,12 @@ impl Store for SqliteStore {
         self.read(move |c| read_message(c, id)).await
     }
 
-    async fn feed(&self, type_: &str, after: i64, limit: usize) -> Result<Vec<FeedItem>, StoreError> {
+    async fn feed(
+        &self,
+        type_: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<FeedItem>, StoreError> {
         let type_ = type_.to_owned();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
@@ -424,7 +434,9 @@ impl Writer {
                     })
                 }),
             ),
-            Op::Lease(member, req, a) => defer(a, savepoint(c, |c| lease(c, &member, req).map(keep))),
+            Op::Lease(member, req, a) => {
+                defer(a, savepoint(c, |c| lease(c, &member, req).map(keep)))
+            }
             Op::Settle {
                 member,
                 id,
@@ -439,7 +451,10 @@ impl Writer {
                 id,
                 body,
                 answer,
-            } => defer(answer, savepoint(c, |c| reply(c, &provider, id, &body).map(keep))),
+            } => defer(
+                answer,
+                savepoint(c, |c| reply(c, &provider, id, &body).map(keep)),
+            ),
             Op::Close(_) => Box::new(|_| {}),
         }
     }
@@ -510,7 +525,10 @@ fn lease(c: &Connection, member: &MemberId, req: LeaseRequest) -> rusqlite::Resu
     let until = now + req.lease.as_millis() as i64;
     let expires = time::OffsetDateTime::from_unix_timestamp_nanos(until as i128 * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default();
     let mut open = c.prepare_cached(
         "SELECT seq, msg_id, state, attempts FROM deliveries
@@ -554,7 +572,12 @@ fn lease(c: &Connection, member: &MemberId, req: LeaseRequest) -> rusqlite::Resu
     }
 }
 
-fn settle(c: &Connection, member: &MemberId, id: Uuid, nack: Option<&str>) -> rusqlite::Result<Settled> {
+fn settle(
+    c: &Connection,
+    member: &MemberId,
+    id: Uuid,
+    nack: Option<&str>,
+) -> rusqlite::Result<Settled> {
     let state: Option<i64> = c
         .prepare_cached("SELECT state FROM deliveries WHERE recipient = ?1 AND msg_id = ?2")?
         .query_row(params![member.as_str(), id.as_bytes()], |r| r.get(0))
@@ -578,7 +601,12 @@ fn settle(c: &Connection, member: &MemberId, id: Uuid, nack: Option<&str>) -> ru
     })
 }
 
-fn reply(c: &Connection, provider: &MemberId, id: Uuid, body: &str) -> rusqlite::Result<ReplyOutcome> {
+fn reply(
+    c: &Connection,
+    provider: &MemberId,
+    id: Uuid,
+    body: &str,
+) -> rusqlite::Result<ReplyOutcome> {
     let delivered: Option<i64> = c
         .prepare_cached("SELECT state FROM deliveries WHERE recipient = ?1 AND msg_id = ?2")?
         .query_row(params![provider.as_str(), id.as_bytes()], |r| r.get(0))
@@ -623,8 +651,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_appends_share_commits() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(StoreOptions::new(dir.path().join("s.db"))).unwrap());
-        let (a, b) = (MemberId::parse("GOV/a").unwrap(), MemberId::parse("GOV/b").unwrap());
+        let store =
+            Arc::new(SqliteStore::open(StoreOptions::new(dir.path().join("s.db"))).unwrap());
+        let (a, b) = (
+            MemberId::parse("GOV/a").unwrap(),
+            MemberId::parse("GOV/b").unwrap(),
+        );
         let tasks: Vec<_> = (0..400)
             .map(|i| {
                 let (store, m) = (store.clone(), msg(&a, &b, &i.to_string()));
@@ -632,11 +664,21 @@ mod tests {
             })
             .collect();
         for t in tasks {
-            assert!(matches!(t.await.unwrap().unwrap(), AppendOutcome::Stored(_)));
+            assert!(matches!(
+                t.await.unwrap().unwrap(),
+                AppendOutcome::Stored(_)
+            ));
         }
         let commits = store.commits();
-        assert!(commits < 200, "group commit should batch: {commits} commits for 400 appends");
-        let req = LeaseRequest { max: 100, lease: Duration::from_secs(30), max_attempts: 3 };
+        assert!(
+            commits < 200,
+            "group commit should batch: {commits} commits for 400 appends"
+        );
+        let req = LeaseRequest {
+            max: 100,
+            lease: Duration::from_secs(30),
+            max_attempts: 3,
+        };
         let mut total = 0;
         loop {
             let got = store.lease(&b, req).await.unwrap();
@@ -652,7 +694,10 @@ mod tests {
     async fn a_conflict_in_a_batch_stores_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(StoreOptions::new(dir.path().join("s.db"))).unwrap();
-        let (a, b) = (MemberId::parse("GOV/a").unwrap(), MemberId::parse("GOV/b").unwrap());
+        let (a, b) = (
+            MemberId::parse("GOV/a").unwrap(),
+            MemberId::parse("GOV/b").unwrap(),
+        );
         let first = msg(&a, &b, "1");
         store.append(vec![first.clone()]).await.unwrap();
         let fresh = msg(&a, &b, "2");
@@ -662,6 +707,11 @@ mod tests {
         assert_eq!(out, AppendOutcome::Conflict(1));
         assert!(store.message(fresh.id).await.unwrap().is_none());
         let dup = store.append(vec![first.clone()]).await.unwrap();
-        assert_eq!(dup, AppendOutcome::Stored(vec![Appended::Duplicate { warnings: "[]".into() }]));
+        assert_eq!(
+            dup,
+            AppendOutcome::Stored(vec![Appended::Duplicate {
+                warnings: "[]".into()
+            }])
+        );
     }
 }

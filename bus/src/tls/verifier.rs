@@ -1,0 +1,219 @@
+//! The client certificate verifier: webpki chain + CRL checks, then the member check.
+//!
+//! rustls' `WebPkiClientVerifier` is immutable once built, so to honour a CRL rewritten by
+//! `simpul certs revoke` without a restart this wrapper rebuilds it when the CRL file changes.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, RootCertStore,
+    SignatureScheme,
+};
+
+use super::TlsError;
+use crate::identity::{MemberId, member_from_cert};
+
+/// Decides whether a verified member may connect at all (normally: is it in the registry).
+pub type IsMember = Arc<dyn Fn(&MemberId) -> bool + Send + Sync>;
+
+/// Stat the CRL at most this often: cheap enough for every handshake, quick enough that a
+/// revocation takes effect within about a second.
+const CRL_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Refused because the registry does not know this member (a valid certificate is not enough).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is not a member of this instance")]
+struct NotAMember(MemberId);
+
+/// Verifies client certificates for the bus; see the module docs.
+pub struct MemberVerifier {
+    instance: String,
+    is_member: IsMember,
+    roots: Arc<RootCertStore>,
+    hints: Vec<DistinguishedName>,
+    provider: Arc<CryptoProvider>,
+    crl_file: Option<PathBuf>,
+    state: Mutex<State>,
+}
+
+struct State {
+    inner: Arc<dyn ClientCertVerifier>,
+    /// (mtime, length) of the CRL file the inner verifier was built from.
+    stamp: Option<(SystemTime, u64)>,
+    checked: Instant,
+}
+
+impl fmt::Debug for MemberVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemberVerifier")
+            .field("instance", &self.instance)
+            .field("crl_file", &self.crl_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemberVerifier {
+    /// Fails if the CRL file is set but missing or unreadable: starting without the
+    /// revocations it holds would let revoked members in.
+    pub fn new(
+        roots: Arc<RootCertStore>,
+        crl_file: Option<PathBuf>,
+        instance: String,
+        is_member: IsMember,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<MemberVerifier, TlsError> {
+        let hints = roots.subjects();
+        let (inner, stamp) = match &crl_file {
+            Some(path) => {
+                let stamp = stamp(path).map_err(|source| TlsError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                (build(&roots, &provider, Some(path))?, Some(stamp))
+            }
+            None => (build(&roots, &provider, None)?, None),
+        };
+        Ok(MemberVerifier {
+            instance,
+            is_member,
+            roots,
+            hints,
+            provider,
+            crl_file,
+            state: Mutex::new(State {
+                inner,
+                stamp,
+                checked: Instant::now(),
+            }),
+        })
+    }
+
+    /// The webpki verifier to use now, rebuilt first if the CRL file changed.
+    ///
+    /// A CRL that fails to load (say, an operator's half-edited file) keeps the previous one
+    /// in force and is retried on the next check, rather than taking the whole bus down.
+    fn current(&self) -> Arc<dyn ClientCertVerifier> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let due = st.checked.elapsed() >= CRL_CHECK_INTERVAL;
+        if let (Some(path), true) = (&self.crl_file, due) {
+            st.checked = Instant::now();
+            match stamp(path) {
+                Ok(now) if Some(now) != st.stamp => {
+                    match build(&self.roots, &self.provider, Some(path)) {
+                        Ok(v) => {
+                            tracing::info!(crl = %path.display(), "CRL changed; reloaded");
+                            st.inner = v;
+                            st.stamp = Some(now);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "CRL changed but could not be loaded; keeping the previous one")
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(crl = %path.display(), error = %e, "cannot stat CRL; keeping the previous one")
+                }
+            }
+        }
+        st.inner.clone()
+    }
+}
+
+fn stamp(path: &std::path::Path) -> std::io::Result<(SystemTime, u64)> {
+    let m = std::fs::metadata(path)?;
+    Ok((m.modified()?, m.len()))
+}
+
+fn build(
+    roots: &Arc<RootCertStore>,
+    provider: &Arc<CryptoProvider>,
+    crl_file: Option<&std::path::Path>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let mut b = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
+    if let Some(path) = crl_file {
+        // Only the leaf: intermediates of a real CA are rarely covered by the CRL we are given,
+        // and refusing every member over that would be worse than not checking them.
+        b = b
+            .with_crls(super::load_crls(path)?)
+            .only_check_end_entity_revocation();
+    }
+    b.build().map_err(|source| match crl_file {
+        Some(path) => TlsError::BadCrl {
+            path: path.to_owned(),
+            source,
+        },
+        None => TlsError::Verifier(source),
+    })
+}
+
+fn refuse(e: impl std::error::Error + Send + Sync + 'static) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
+}
+
+impl ClientCertVerifier for MemberVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current()
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let member = member_from_cert(&self.instance, end_entity).map_err(refuse)?;
+        if !(self.is_member)(&member) {
+            return Err(refuse(NotAMember(member)));
+        }
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
