@@ -2,12 +2,15 @@
 
 mod cli;
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SIMPUL_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -33,7 +33,7 @@ pub enum ApiError {
     TooLarge { limit: usize },
     #[error("unsupported content type {0}")]
     UnsupportedMediaType(String),
-    #[error("payload does not match its schema")]
+    #[error("{} problem(s) with the payload; each is listed under `errors`", errors.len())]
     Schema { errors: Vec<FieldError> },
     #[error("the bus is overloaded")]
     Overloaded { retry_after: Duration },
