@@ -221,3 +221,35 @@ async fn unknown_endpoints_and_ids_are_problem_404s() {
         .unwrap();
     assert_status(&a, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn too_many_writes_in_flight_get_503_overloaded_with_retry_after() {
+    let bus = Bus::start(&["--max-inflight", "1", "--store-busy-timeout-ms", "10000"]);
+    let c = bus.client(DUKCAPIL);
+    // Hold the store's write lock so the one permitted write waits inside the store.
+    let db = rusqlite::Connection::open(bus.data().join("simpul.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (tx, mut answers) = tokio::sync::mpsc::channel(3);
+    for _ in 0..3 {
+        let (c, tx) = (c.clone(), tx.clone());
+        tokio::spawn(async move { tx.send(c.send(&death(NIK)).await.unwrap()).await });
+    }
+    let next = std::time::Duration::from_secs(8);
+    // The two that find the slot taken are answered at once, while the lock is still held.
+    for _ in 0..2 {
+        let a = tokio::time::timeout(next, answers.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_status(&a, 503);
+        assert_eq!(a.problem(), Some("overloaded"));
+        assert!(a.retry_after.is_some(), "503 must carry Retry-After");
+    }
+    db.execute_batch("ROLLBACK").unwrap();
+    // The one holding the slot completes once the lock is gone.
+    let a = tokio::time::timeout(next, answers.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_status(&a, 202);
+}

@@ -65,3 +65,26 @@ async fn sigterm_shuts_down_cleanly_and_keeps_everything() {
         .unwrap();
     assert_eq!(leased_ids(&got), [id_of(&ev)]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_does_not_wait_for_long_polls() {
+    let mut bus = Bus::start(&[]);
+    let hr = bus.client(HR);
+    let poll = tokio::spawn(async move {
+        hr.pull(1, Duration::from_secs(30), Duration::from_secs(30))
+            .await
+    });
+    assert!(
+        bus.wait_for_log("waiting for messages").await,
+        "the poll never parked"
+    );
+    let started = std::time::Instant::now();
+    assert!(bus.terminate(), "simpul did not exit cleanly on SIGTERM");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown waited for the long poll"
+    );
+    let answer = poll.await.unwrap().unwrap();
+    assert_status(&answer, 200);
+    assert!(leased_ids(&answer).is_empty());
+}

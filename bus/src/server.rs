@@ -131,6 +131,11 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     println!("simpul listening on https://{addr}");
     tracing::info!(%addr, instance = %p.state.registry.instance, "serving");
+    let state = p.state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        state.closing.send_replace(true);
+    };
     axum::serve(listener, make_service(p.state.clone()))
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -1,10 +1,10 @@
 //! Test harness: runs the real `simpul` binary with real certificates in a temp dir.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use bus::client::{Answer, Client};
@@ -56,8 +56,8 @@ pub struct Bus {
     pub registry: PathBuf,
     args: Vec<String>,
     child: Option<Child>,
-    log_rx: Option<std::thread::JoinHandle<String>>,
-    logs: String,
+    log_reader: Option<std::thread::JoinHandle<()>>,
+    logs: Arc<Mutex<String>>,
 }
 
 impl Bus {
@@ -73,8 +73,8 @@ impl Bus {
             registry: registry.to_owned(),
             args: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
-            log_rx: None,
-            logs: String::new(),
+            log_reader: None,
+            logs: Arc::default(),
         };
         bus.spawn();
         bus
@@ -105,7 +105,7 @@ impl Bus {
             .spawn()
             .expect("spawn simpul serve");
         let stdout = child.stdout.take().expect("stdout");
-        let mut stderr = child.stderr.take().expect("stderr");
+        let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -114,25 +114,29 @@ impl Bus {
                 }
             }
         });
-        self.log_rx = Some(std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            s
+        let logs = self.logs.clone();
+        self.log_reader = Some(std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = logs.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
         }));
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(addr) => self.base = addr,
             Err(_) => {
                 let _ = child.kill();
-                let logs = self.log_rx.take().map(|h| h.join().unwrap_or_default());
-                panic!("bus did not start: {}", logs.unwrap_or_default());
+                let _ = child.wait();
+                self.reap();
+                panic!("bus did not start: {}", self.logs.lock().unwrap());
             }
         }
         self.child = Some(child);
     }
 
     fn reap(&mut self) {
-        if let Some(h) = self.log_rx.take() {
-            self.logs.push_str(&h.join().unwrap_or_default());
+        if let Some(h) = self.log_reader.take() {
+            let _ = h.join();
         }
     }
 
@@ -164,10 +168,18 @@ impl Bus {
         self.spawn();
     }
 
-    /// Everything the bus logged so far (stops the bus to collect it).
+    /// Everything the bus logged (stops the bus to collect it all).
     pub fn logs(&mut self) -> String {
         self.kill9();
-        self.logs.clone()
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits until the running bus has logged a line containing `text`.
+    pub async fn wait_for_log(&self, text: &str) -> bool {
+        wait_until(Duration::from_secs(10), || async {
+            self.logs.lock().unwrap().contains(text)
+        })
+        .await
     }
 
     pub fn client(&self, member: &str) -> Client {

@@ -51,17 +51,24 @@ pub async fn pull(
         .min(cfg.max_wait);
     let deadline = Instant::now() + wait;
     let signal = st.signals.get(&peer.member);
+    let mut closing = st.closing.subscribe();
+    let mut parked = false;
     loop {
         let notified = signal.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let messages = st.store.lease(&peer.member, req).await?;
         let now = Instant::now();
-        if !messages.is_empty() || now >= deadline {
+        if !messages.is_empty() || now >= deadline || *closing.borrow() {
             return Ok(Json(json!({ "messages": messages })));
+        }
+        if !parked {
+            tracing::debug!(member = %peer.member, ?wait, "waiting for messages");
+            parked = true;
         }
         tokio::select! {
             _ = notified => {}
+            _ = closing.changed() => {}
             _ = tokio::time::sleep(RECHECK.min(deadline - now)) => {}
         }
     }

@@ -60,15 +60,17 @@ pub async fn post(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())?;
+    // Taken after the body is read: a sender on a slow link must not hold a slot while its
+    // bytes trickle in, or a few thousand slow offices would lock everyone out.
     let _permit = st
         .inflight
         .try_acquire()
         .map_err(|_| ApiError::Overloaded {
             retry_after: std::time::Duration::from_secs(1),
         })?;
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
         detail: format!("body is not valid JSON: {e}"),
         errors: Vec::new(),

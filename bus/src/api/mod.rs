@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::error::ApiError;
 use crate::identity::MemberId;
@@ -77,6 +77,9 @@ pub struct AppState {
     pub signals: InboxSignals,
     pub queries: PendingQueries,
     pub inflight: Semaphore,
+    /// Set when the server starts shutting down, so long polls answer at once instead of
+    /// holding the shutdown up for their whole wait.
+    pub closing: watch::Sender<bool>,
 }
 
 impl AppState {
@@ -88,6 +91,7 @@ impl AppState {
             config,
             signals: InboxSignals::default(),
             queries: PendingQueries::default(),
+            closing: watch::Sender::new(false),
         })
     }
 }
