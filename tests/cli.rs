@@ -133,6 +133,8 @@ fn registry_check_reports_every_error_at_once() {
     .unwrap();
     let reg = r#"
 instance = "test"
+[trust]
+ca = ["nope.pem"]
 [[member]]
 id = "GOV/a"
 name = "A"
@@ -181,4 +183,71 @@ producers = ["GOV/a"]
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_trust_section_replaces_the_development_ca() {
+    // Bus 1 creates a dev PKI; bus 2's registry trusts only that CA, from its [trust] section.
+    let dev = Bus::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("registry.toml")).unwrap();
+    let trust = format!(
+        "[trust]\nca = [{:?}]\ncrl = {:?}\n",
+        dev.certs().join("ca.pem"),
+        dev.certs().join("crl.pem")
+    );
+    let text = text.replace(
+        "schemas_dir = \"schemas\"\n",
+        &format!("schemas_dir = {:?}\n{trust}", repo().join("schemas")),
+    );
+    let reg = dir.path().join("registry.toml");
+    std::fs::write(&reg, text).unwrap();
+    // Bus 2 has its own certs dir holding only the server certificate from bus 1's PKI.
+    let own = dir.path().join("certs");
+    std::fs::create_dir(&own).unwrap();
+    for f in ["server.pem", "server.key"] {
+        std::fs::copy(dev.certs().join(f), own.join(f)).unwrap();
+    }
+    let out = simpul(&["registry", "check", reg.to_str().unwrap()], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut child = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
+        .arg(&reg)
+        .arg("--certs")
+        .arg(&own)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("simpul listening on ")
+        .unwrap()
+        .to_owned();
+    // No development CA was created in bus 2's certs dir, and bus 1's members get in.
+    assert!(!own.join("ca.pem").exists());
+    let c = bus::client::Client::for_member(
+        &base,
+        &dev.certs(),
+        &bus::identity::MemberId::parse(PORTAL).unwrap(),
+    )
+    .unwrap();
+    let a = c
+        .request(reqwest::Method::GET, "/healthz", None, None)
+        .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_status(&a.unwrap(), 200);
 }

@@ -37,6 +37,8 @@ struct RawRegistry {
     instance: String,
     #[serde(default = "default_schemas_dir")]
     schemas_dir: PathBuf,
+    #[serde(default)]
+    trust: Trust,
     #[serde(default, rename = "member")]
     members: Vec<RawMember>,
     #[serde(default, rename = "type")]
@@ -45,6 +47,18 @@ struct RawRegistry {
 
 fn default_schemas_dir() -> PathBuf {
     PathBuf::from("schemas")
+}
+
+/// The trust anchors of the instance. Empty means the development PKI in `simpul serve
+/// --certs` (its `ca.pem` and `crl.pem`); in production, name the agency CA(s) here.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trust {
+    /// PEM files of the CAs that issue member certificates, relative to the registry file.
+    #[serde(default)]
+    pub ca: Vec<PathBuf>,
+    /// PEM CRL file, relative to the registry file; re-read when it changes.
+    pub crl: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +128,7 @@ impl TypeDef {
 #[derive(Debug)]
 pub struct Registry {
     pub instance: String,
+    pub trust: Trust,
     pub schemas: Schemas,
     members: HashMap<MemberId, Member>,
     types: HashMap<String, Arc<TypeDef>>,
@@ -143,6 +158,15 @@ impl Registry {
                 "instance {:?} must be a non-empty DNS-style name (letters, digits, '.', '-')",
                 raw.instance
             ));
+        }
+        let trust = Trust {
+            ca: raw.trust.ca.iter().map(|p| base.join(p)).collect(),
+            crl: raw.trust.crl.as_ref().map(|p| base.join(p)),
+        };
+        for file in trust.ca.iter().chain(&trust.crl) {
+            if !file.is_file() {
+                errors.push(format!("trust: {} does not exist", file.display()));
+            }
         }
         let schemas = match Schemas::load_dir(&base.join(&raw.schemas_dir)) {
             Ok(s) => s,
@@ -270,6 +294,7 @@ impl Registry {
         }
         Ok(Registry {
             instance: raw.instance,
+            trust,
             schemas,
             members,
             types,

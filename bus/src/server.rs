@@ -53,6 +53,9 @@ pub struct ServeOptions {
 /// Creates the development PKI on first run, and a certificate for any registry member that
 /// has none yet, so `simpul serve` works from a fresh clone with no flags.
 pub fn ensure_dev_pki(certs: &Path, registry: &Registry) -> Result<(), PkiError> {
+    if !registry.trust.ca.is_empty() {
+        return Ok(()); // a real CA is configured: the bus issues nothing itself
+    }
     let mut members: Vec<MemberId> = registry.members().map(|m| m.id.clone()).collect();
     members.sort();
     if !certs.join("ca.pem").exists() {
@@ -85,9 +88,17 @@ pub struct Prepared {
 pub fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
     let registry = Arc::new(Registry::load(&opts.registry)?);
     ensure_dev_pki(&opts.certs, &registry)?;
+    let trust = &registry.trust;
     let settings = TlsSettings {
-        ca_files: vec![opts.certs.join("ca.pem")],
-        crl_file: Some(opts.certs.join("crl.pem")).filter(|p| p.exists()),
+        ca_files: if trust.ca.is_empty() {
+            vec![opts.certs.join("ca.pem")]
+        } else {
+            trust.ca.clone()
+        },
+        crl_file: trust
+            .crl
+            .clone()
+            .or_else(|| Some(opts.certs.join("crl.pem")).filter(|p| p.exists())),
         cert_file: opts.certs.join("server.pem"),
         key_file: opts.certs.join("server.key"),
         instance: registry.instance.clone(),
