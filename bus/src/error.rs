@@ -27,6 +27,8 @@ pub enum ApiError {
     UnknownType(String),
     #[error("not found: {0}")]
     NotFound(String),
+    #[error("this endpoint does not take that method")]
+    MethodNotAllowed,
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("request body larger than {limit} bytes")]
@@ -55,6 +57,7 @@ impl ApiError {
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::UnknownType(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -75,6 +78,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::UnknownType(_) => "unknown-type",
             ApiError::NotFound(_) => "not-found",
+            ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge { .. } => "too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
@@ -93,7 +97,8 @@ impl ApiError {
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::UnknownType(_) => "Unknown message type",
             ApiError::NotFound(_) => "Not found",
-            ApiError::Conflict(_) => "Message id already used with different content",
+            ApiError::MethodNotAllowed => "Method not allowed",
+            ApiError::Conflict(_) => "Conflict",
             ApiError::TooLarge { .. } => "Request too large",
             ApiError::UnsupportedMediaType(_) => "Unsupported media type",
             ApiError::Schema { .. } => "Payload does not match its schema",
