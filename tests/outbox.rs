@@ -67,6 +67,12 @@ async fn records_taken_while_the_bus_is_down_arrive_once_in_order() {
     let f = ea.link.flush().await.unwrap();
     assert_eq!((f.accepted, f.duplicates, f.rejected), (41, 0, 0));
     assert_eq!(f.batches, 1, "one batch envelope for the whole backlog");
+    assert!(
+        f.wire_bytes * 3 < f.raw_bytes,
+        "the batch went gzip-compressed: {} of {} bytes",
+        f.wire_bytes,
+        f.raw_bytes
+    );
     let h = ea.link.outbox.health().unwrap();
     assert_eq!(h.backlog, 0);
     assert!(h.last_forward_at.is_some());
@@ -131,4 +137,46 @@ async fn a_bad_record_is_set_aside_with_the_reason_and_the_rest_still_go() {
     );
     let h = link.outbox.health().unwrap();
     assert_eq!((h.backlog, h.rejected), (0, 1));
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gzip_batches_are_accepted_and_limited_by_their_decompressed_size() {
+    let bus = Bus::start(&["--max-body", "20000"]);
+    let c = bus.client(EABSEN);
+    let ev = |s: u32| {
+        json!({ "specversion": "1.0", "id": uuid::Uuid::now_v7().to_string(),
+                "type": "eabsen.kehadiran.tercatat",
+                "data": { "nip": "197803122005011002",
+                          "waktu": format!("2026-11-23T07:{:02}:{:02}+07:00", s / 60, s % 60),
+                          "sumber": "mesin" } })
+    };
+    let small: Vec<_> = (0..10).map(ev).collect();
+    let a = c
+        .send_batch_gzip(gzip(&serde_json::to_vec(&small).unwrap()))
+        .await
+        .unwrap();
+    assert_status(&a, 202);
+    assert_eq!(a.body["results"].as_array().unwrap().len(), 10);
+    let feed = c.feed("eabsen.kehadiran.tercatat", 0, 100).await.unwrap();
+    assert_eq!(feed.body["events"].as_array().unwrap().len(), 10);
+    // 200 events are far over 20000 bytes as JSON but far under it compressed: refused whole.
+    let big: Vec<_> = (100..300).map(ev).collect();
+    let raw = serde_json::to_vec(&big).unwrap();
+    let packed = gzip(&raw);
+    assert!(raw.len() > 20000 && packed.len() < 20000);
+    let a = c.send_batch_gzip(packed).await.unwrap();
+    assert_status(&a, 413);
+    let feed = c.feed("eabsen.kehadiran.tercatat", 0, 1000).await.unwrap();
+    assert_eq!(
+        feed.body["events"].as_array().unwrap().len(),
+        10,
+        "nothing stored half-way"
+    );
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::agency::{AdapterError, envelope};
-use crate::outbox::{DEFAULT_BATCH, Forwarded, Outbox};
+use crate::outbox::{ForwardOptions, Forwarded, Outbox};
 use crate::trace::Trace;
 
 /// One message leased from the adapter's inbox.
@@ -31,6 +31,8 @@ pub struct Link {
     client: RwLock<Client>,
     pub outbox: Outbox,
     pub trace: Trace,
+    /// Batch size and compression of forwards (gzip on by default: offices are on slow links).
+    pub forward: ForwardOptions,
 }
 
 impl Link {
@@ -49,6 +51,7 @@ impl Link {
             client: RwLock::new(client),
             outbox: Outbox::open(outbox)?,
             trace,
+            forward: ForwardOptions::default(),
         })
     }
 
@@ -72,7 +75,7 @@ impl Link {
     /// Forwards the outbox. A down link is not an error for the caller's work: the backlog
     /// stays queued and shows in the outbox health.
     pub async fn flush(&self) -> Result<Forwarded, AdapterError> {
-        self.outbox.forward(&self.client(), DEFAULT_BATCH).await
+        self.outbox.forward(&self.client(), self.forward).await
     }
 
     /// Asks a query and returns the reply's data (already cut to this member's grant).
