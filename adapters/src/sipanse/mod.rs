@@ -6,203 +6,21 @@
 //! (`sipanse.izin.penarikan`) and correction (`sipanse.izin.perbaikan`) are queries, so the
 //! business gets its answer, or a clear refusal once the application is decided, at once.
 
+pub mod mapping;
+pub mod native;
 pub mod simulator;
+
+pub use mapping::{notice, to_native};
+pub use native::{NativePermohonan, NativeStatus, SipanseNativeError, SipanseSystem, StatusChange};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bus::formats::mask_id;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
-use crate::agency::{AdapterError, Agency, MappingError, derived_id, envelope};
+use crate::agency::{AdapterError, Agency};
 use crate::link::{Leased, Link};
-
-#[derive(Debug, thiserror::Error)]
-pub enum SipanseNativeError {
-    #[error("SIPANSE database: {0}")]
-    Db(#[from] rusqlite::Error),
-    #[error("no such application in SIPANSE")]
-    NotFound,
-    #[error("the application is {0:?}; this action is not allowed any more")]
-    WrongState(NativeStatus),
-    #[error("unknown SIPANSE status code {0:?}")]
-    UnknownStatus(String),
-}
-
-impl From<SipanseNativeError> for AdapterError {
-    fn from(e: SipanseNativeError) -> Self {
-        AdapterError::Native(e.to_string())
-    }
-}
-
-/// SIPANSE's status codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NativeStatus {
-    Baru,
-    Verifikasi,
-    Tolak,
-    Setuju,
-    Terbit,
-    Ditarik,
-}
-
-impl NativeStatus {
-    pub fn code(self) -> &'static str {
-        match self {
-            NativeStatus::Baru => "BARU",
-            NativeStatus::Verifikasi => "VERIFIKASI",
-            NativeStatus::Tolak => "TOLAK",
-            NativeStatus::Setuju => "SETUJU",
-            NativeStatus::Terbit => "TERBIT",
-            NativeStatus::Ditarik => "DITARIK",
-        }
-    }
-
-    pub fn from_code(s: &str) -> Result<NativeStatus, SipanseNativeError> {
-        Ok(match s {
-            "BARU" => NativeStatus::Baru,
-            "VERIFIKASI" => NativeStatus::Verifikasi,
-            "TOLAK" => NativeStatus::Tolak,
-            "SETUJU" => NativeStatus::Setuju,
-            "TERBIT" => NativeStatus::Terbit,
-            "DITARIK" => NativeStatus::Ditarik,
-            other => return Err(SipanseNativeError::UnknownStatus(other.to_owned())),
-        })
-    }
-
-    /// The canonical status (`sipanse.izin.status` and the withdrawal answers).
-    pub fn canonical(self) -> &'static str {
-        match self {
-            NativeStatus::Baru => "diterima",
-            NativeStatus::Verifikasi => "diverifikasi",
-            NativeStatus::Tolak => "ditolak",
-            NativeStatus::Setuju => "disetujui",
-            NativeStatus::Terbit => "terbit",
-            NativeStatus::Ditarik => "ditarik",
-        }
-    }
-}
-
-/// An application in SIPANSE's own row shape.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NativePermohonan {
-    pub no_registrasi: String,
-    /// `<applicant member>|<bus message id>`: how SIPANSE remembers who to answer.
-    pub referensi: String,
-    pub nib: String,
-    pub npwp: String,
-    pub nik_pemohon: String,
-    pub nama_pemohon: String,
-    pub jenis_izin: String,
-    /// KBLI codes, comma-separated, as SIPANSE stores them.
-    pub kbli: String,
-    pub kode_lokasi: String,
-    /// Attachments as a JSON array text.
-    pub lampiran: String,
-    pub status: String,
-    pub no_izin: Option<String>,
-}
-
-/// One entry of SIPANSE's status log.
-#[derive(Debug, Clone)]
-pub struct StatusChange {
-    pub seq: i64,
-    pub no_registrasi: String,
-    pub status: String,
-    pub catatan: String,
-    pub referensi: String,
-    pub no_izin: Option<String>,
-}
-
-/// SIPANSE's native interface; [`simulator::SipanseSimulator`] implements it.
-pub trait SipanseSystem: Send + Sync {
-    /// Registers an application; idempotent per `referensi`. Returns the registration number.
-    fn daftar(&self, p: &NativePermohonan) -> Result<String, SipanseNativeError>;
-    fn cari(&self, no: &str) -> Result<Option<NativePermohonan>, SipanseNativeError>;
-    fn cari_referensi(
-        &self,
-        referensi: &str,
-    ) -> Result<Option<NativePermohonan>, SipanseNativeError>;
-    /// Records the applicant check: VERIFIKASI when it passed, TOLAK with reasons otherwise.
-    fn catat_verifikasi(
-        &self,
-        no: &str,
-        lolos: bool,
-        catatan: &str,
-    ) -> Result<(), SipanseNativeError>;
-    /// Withdraws an undecided application (`WrongState` once decided).
-    fn tarik(&self, no: &str, alasan: &str) -> Result<(), SipanseNativeError>;
-    /// Corrects an undecided application (`WrongState` once decided).
-    fn ubah(&self, no: &str, p: &NativePermohonan) -> Result<(), SipanseNativeError>;
-    fn log_status(&self, after: i64, max: usize) -> Result<Vec<StatusChange>, SipanseNativeError>;
-}
-
-/// Mapping out: a canonical application from `sender` → SIPANSE's row.
-pub fn to_native(sender: &str, id: Uuid, d: &Value) -> Result<NativePermohonan, MappingError> {
-    let s = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
-    let kbli: Vec<&str> = d["kbli"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    if kbli.is_empty() {
-        return Err(MappingError::one("kbli", "needs at least one code"));
-    }
-    Ok(NativePermohonan {
-        no_registrasi: String::new(),
-        referensi: format!("{sender}|{id}"),
-        nib: s("nib"),
-        npwp: s("npwp"),
-        nik_pemohon: d["pemohon"]["nik"].as_str().unwrap_or_default().to_owned(),
-        nama_pemohon: d["pemohon"]["nama"].as_str().unwrap_or_default().to_owned(),
-        jenis_izin: s("jenis_izin"),
-        kbli: kbli.join(","),
-        kode_lokasi: s("lokasi"),
-        lampiran: d.get("lampiran").cloned().unwrap_or(json!([])).to_string(),
-        status: String::new(),
-        no_izin: None,
-    })
-}
-
-/// Mapping in: one status-log entry → the notice for the applicant, or `None` for entries
-/// that are answered synchronously instead (a withdrawal is answered to the query itself).
-pub fn notice(member: &str, c: &StatusChange) -> Result<Option<Value>, MappingError> {
-    let status = NativeStatus::from_code(&c.status)
-        .map_err(|e| MappingError::one("status", e.to_string()))?;
-    if status == NativeStatus::Ditarik {
-        return Ok(None);
-    }
-    let (to, id) = c
-        .referensi
-        .split_once('|')
-        .and_then(|(to, id)| Some((to, Uuid::parse_str(id).ok()?)))
-        .ok_or_else(|| MappingError::one("referensi", "is not a bus application reference"))?;
-    let mut data = json!({ "permohonan_id": id.to_string(), "status": status.canonical() });
-    if status == NativeStatus::Tolak {
-        let reasons: Vec<&str> = c
-            .catatan
-            .split(';')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        data["alasan"] = json!(if reasons.is_empty() {
-            vec!["ditolak"]
-        } else {
-            reasons
-        });
-    }
-    if status == NativeStatus::Terbit {
-        let no = c
-            .no_izin
-            .clone()
-            .ok_or_else(|| MappingError::one("no_izin", "is missing for TERBIT"))?;
-        data["nomor_izin"] = json!(no);
-    }
-    let eid = derived_id(&[member, "status", &c.seq.to_string()]);
-    Ok(Some(envelope(eid, "sipanse.izin.status", data, Some(to))))
-}
 
 pub struct SipanseAdapter {
     native: Arc<dyn SipanseSystem>,

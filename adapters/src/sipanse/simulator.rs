@@ -11,7 +11,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{NativePermohonan, NativeStatus, SipanseNativeError, SipanseSystem, StatusChange};
+use super::native::{
+    NativePermohonan, NativeStatus, SipanseNativeError, SipanseSystem, StatusChange,
+};
 
 pub struct SipanseSimulator {
     db: Mutex<Connection>,
