@@ -35,7 +35,8 @@ pub enum OutboxError {
 }
 
 /// What an operator needs to know about the link: how much is waiting, since when, and when
-/// the bus last took something. Rejected events are kept (with the bus's reason), not dropped.
+/// the bus last took something. `rejected` counts events the bus refused and native changes
+/// that could not be mapped; both are kept with their reason ([`Outbox::rejected`]), not dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Health {
     pub backlog: u64,
@@ -144,6 +145,19 @@ impl Outbox {
         }
         tx.commit()?;
         Ok(added)
+    }
+
+    /// Records a native change that could not be mapped, so it is never dropped silently: it
+    /// shows in [`Outbox::health`] (`rejected`) and [`Outbox::rejected`] with its reason, for
+    /// an operator to fix at the source. `key` identifies it (e.g. `siak.log/42`); recording
+    /// the same key twice keeps the first.
+    pub fn set_aside(&self, key: &str, what: &str, reason: &str) -> Result<(), OutboxError> {
+        self.conn().execute(
+            "INSERT INTO outbox (id, type, body, state, queued_at, reason)
+             VALUES (?1, ?2, '{}', 2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+            params![key, what, now(), reason],
+        )?;
+        Ok(())
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>, OutboxError> {

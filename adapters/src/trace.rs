@@ -1,6 +1,6 @@
 //! A readable trace of who sent what to whom: the demo prints it, tests read it back.
 //!
-//! Lines pass through [`bus::formats::mask_digit_runs`] before they are kept or printed, so a
+//! Details pass through [`bus::formats::mask_digit_runs`] before they are kept or printed, so a
 //! NIK, No. KK or NIP that slips into a detail never reaches the screen in clear.
 
 use std::sync::{Arc, Mutex};
@@ -27,18 +27,19 @@ impl Trace {
         Trace::default()
     }
 
-    /// `from → to  type  result`.
+    /// `from → to  type  result`. Member IDs are shown as they are (a business's NIB is not a
+    /// personal ID); the result is masked.
     pub fn hop(&self, from: &str, to: &str, type_: &str, result: &str) {
+        let result = mask_digit_runs(result);
         self.line(format!("{from:<20} → {to:<20} {type_:<28} {result}"));
     }
 
-    /// A free-form note (a flow heading, a native-system action).
+    /// A free-form note (a flow heading, a native-system action), masked.
     pub fn note(&self, text: &str) {
-        self.line(text.to_owned());
+        self.line(mask_digit_runs(text));
     }
 
     fn line(&self, text: String) {
-        let text = mask_digit_runs(&text);
         if self.echo {
             println!("{text}");
         }

@@ -58,7 +58,7 @@ async fn the_demo_establishes_each_flows_outcome() {
     // The trace names every hop and shows no ID in clear.
     let lines = trace.lines().join("\n");
     assert!(
-        lines.contains("COM/8120*****3456    → GOV/dpmptsp"),
+        lines.contains("COM/8120000123456    → GOV/dpmptsp"),
         "{lines}"
     );
     assert!(!lines.contains("3273012208850001") && !lines.contains("197803122005011002"));

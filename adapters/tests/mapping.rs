@@ -320,3 +320,41 @@ fn the_device_simulator_exports_padded_crlf_attlog_that_parses_back() {
     // A pushed punch is not pushed again.
     assert!(dev.next_push().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unmappable_siak_change_is_set_aside_with_the_field_not_dropped() {
+    use std::sync::Arc;
+
+    use adapters::link::Link;
+    use adapters::siak::SiakConfig;
+    use adapters::trace::Trace;
+
+    let dir = tempfile::tempdir().unwrap();
+    // Real certificates, but no bus: the link is down, which the outbox must absorb.
+    let reg = registry();
+    let members: Vec<MemberId> = reg.members().map(|m| m.id.clone()).collect();
+    bus::pki::DevCa::init(&dir.path().join("certs"), &reg.instance, &members, false).unwrap();
+    let sim = Arc::new(SiakSimulator::open_seeded(&dir.path().join("siak.db")).unwrap());
+    let link = Link::open(
+        "https://127.0.0.1:9",
+        &dir.path().join("certs"),
+        SiakAdapter::MEMBER,
+        &dir.path().join("outbox.db"),
+        Trace::quiet(),
+    )
+    .unwrap();
+    let siak = SiakAdapter::new(SiakConfig::default(), sim.clone(), link);
+    sim.catat_kematian(seed::AHMAD, "31-02-2026", "RSUD", "AKTA-1")
+        .unwrap();
+    sim.catat_kematian(seed::SITI, "20-11-2026", "RSUD", "AKTA-2")
+        .unwrap();
+    assert_eq!(siak.publish_changes().await.unwrap(), 1);
+    let h = siak.link.outbox.health().unwrap();
+    assert_eq!((h.backlog, h.rejected), (1, 1), "{h:?}");
+    let set_aside = siak.link.outbox.rejected().unwrap();
+    assert_eq!(set_aside[0].0, "siak.log/1");
+    assert!(set_aside[0].1.contains("TGL_MATI"), "{set_aside:?}");
+    // Reading the log again queues nothing new and sets nothing aside twice.
+    assert_eq!(siak.publish_changes().await.unwrap(), 0);
+    assert_eq!(siak.link.outbox.health().unwrap().rejected, 1);
+}

@@ -41,6 +41,11 @@ impl SiakAdapter {
                     Err(e) => {
                         let reason = bus::formats::mask_digit_runs(&e.to_string());
                         tracing::error!(seq = entry.seq, jenis = %entry.jenis, %reason, "change not mapped");
+                        self.link.outbox.set_aside(
+                            &format!("siak.log/{}", entry.seq),
+                            &entry.jenis,
+                            &reason,
+                        )?;
                         self.link.trace.note(&format!(
                             "  SIAK change {} ({}) not mapped: {reason}",
                             entry.seq, entry.jenis

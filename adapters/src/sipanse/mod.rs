@@ -220,6 +220,11 @@ impl SipanseAdapter {
                     Ok(None) => {}
                     Err(e) => {
                         tracing::error!(seq = c.seq, error = %e, "status not mapped");
+                        self.link.outbox.set_aside(
+                            &format!("sipanse.status/{}", c.seq),
+                            &c.status,
+                            &e.to_string(),
+                        )?;
                         self.link
                             .trace
                             .note(&format!("  SIPANSE status {} not mapped: {e}", c.seq));
