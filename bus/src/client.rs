@@ -134,6 +134,33 @@ impl Client {
         .await
     }
 
+    /// `POST /v1/messages` with a batch already serialised as a JSON array and gzip-compressed
+    /// (`Content-Encoding: gzip`), for members on slow links.
+    pub async fn send_batch_gzip(&self, gzipped: Vec<u8>) -> Result<Answer, ClientError> {
+        let resp = self
+            .http
+            .post(self.url("/v1/messages"))
+            .header(reqwest::header::CONTENT_TYPE, BATCH_CONTENT_TYPE)
+            .header(reqwest::header::CONTENT_ENCODING, "gzip")
+            .body(gzipped)
+            .send()
+            .await?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = resp.bytes().await?;
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
     /// `GET /v1/inbox`: lease up to `max` messages, waiting up to `wait` for one.
     pub async fn pull(
         &self,

@@ -113,6 +113,13 @@ pub fn app(state: SharedState) -> Router {
         .route("/readyz", get(ready))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // Offices on slow links send gzip batch envelopes (`Content-Encoding: gzip`). The
+        // body limit still applies to the decompressed bytes, so a zip bomb gets 413. Other
+        // encodings pass through undecoded and get the usual problem+json 400 (not JSON).
+        .layer(
+            tower_http::decompression::RequestDecompressionLayer::new()
+                .pass_through_unaccepted(true),
+        )
         .with_state(state)
 }
 

@@ -1,0 +1,134 @@
+//! What every adapter shares: the [`Agency`] description, errors, and deterministic ids.
+
+use bus::client::ClientError;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::outbox::OutboxError;
+
+/// The part of an adapter the registry must agree with. A test checks every adapter's lists
+/// against `registry.toml`, so an adapter can never quietly produce a type it is not allowed to.
+pub trait Agency {
+    /// The member ID in the adapter's certificate.
+    const MEMBER: &'static str;
+    /// Types the adapter sends (events, messages, queries it asks, replies to queries it provides).
+    const PRODUCES: &'static [&'static str];
+    /// Types the adapter receives in its inbox (and, for queries, answers).
+    const CONSUMES: &'static [&'static str];
+}
+
+/// One native field that could not be mapped, named as the agency names it (e.g. `TGL_LHR`).
+/// The reason never quotes a personal identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    pub field: String,
+    pub reason: String,
+}
+
+/// Every native field of one record that could not be mapped, reported at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot map native record: {}", .problems.iter().map(|p| format!("{}: {}", p.field, p.reason)).collect::<Vec<_>>().join("; "))]
+pub struct MappingError {
+    pub problems: Vec<FieldProblem>,
+}
+
+impl MappingError {
+    pub fn one(field: &str, reason: impl Into<String>) -> MappingError {
+        MappingError {
+            problems: vec![FieldProblem {
+                field: field.to_owned(),
+                reason: reason.into(),
+            }],
+        }
+    }
+
+    /// The native field names that failed, in order.
+    pub fn fields(&self) -> Vec<&str> {
+        self.problems.iter().map(|p| p.field.as_str()).collect()
+    }
+}
+
+/// Collects field problems while mapping a record, so one answer names every bad field.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<FieldProblem>);
+
+impl Problems {
+    pub fn push(&mut self, field: &str, reason: impl Into<String>) {
+        self.0.push(FieldProblem {
+            field: field.to_owned(),
+            reason: reason.into(),
+        });
+    }
+
+    /// Keeps the value, or records the problem and returns `None`.
+    pub fn take<T>(&mut self, r: Result<T, MappingError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.extend(e.problems);
+                None
+            }
+        }
+    }
+
+    pub fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, MappingError> {
+        if self.0.is_empty() {
+            Ok(value())
+        } else {
+            Err(MappingError { problems: self.0 })
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    #[error("bus unreachable: {0}")]
+    Bus(#[from] ClientError),
+    #[error("bus answered {status}: {detail}")]
+    Refused { status: u16, detail: String },
+    #[error("outbox: {0}")]
+    Outbox(#[from] OutboxError),
+    #[error("native system: {0}")]
+    Native(String),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    #[error("unexpected answer from the bus: {0}")]
+    Protocol(String),
+}
+
+impl From<rusqlite::Error> for AdapterError {
+    fn from(e: rusqlite::Error) -> Self {
+        AdapterError::Native(e.to_string())
+    }
+}
+
+/// A UUID derived from the natural key of a native record (UUIDv8 over SHA-256).
+///
+/// Re-importing the same export yields the same ids, so the bus's idempotency drops the
+/// repeats; no local bookkeeping of "what did I already send" is needed for correctness.
+pub fn derived_id(parts: &[&str]) -> Uuid {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    Uuid::new_v8(b)
+}
+
+/// A CloudEvent ready to send. `to` is for messages; events and queries leave it out.
+pub fn envelope(id: Uuid, type_: &str, data: Value, to: Option<&str>) -> Value {
+    let mut ev = json!({
+        "specversion": "1.0",
+        "id": id.to_string(),
+        "type": type_,
+        "data": data,
+    });
+    if let Some(to) = to {
+        ev["to"] = json!(to);
+    }
+    ev
+}

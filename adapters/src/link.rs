@@ -1,0 +1,142 @@
+//! An adapter's link to the bus: its mTLS client, its durable outbox and the trace.
+//!
+//! Everything an adapter sends that is not a synchronous query goes through the outbox, so
+//! the agency system never waits on the network and never loses a record when the link drops.
+
+use std::path::Path;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use bus::client::{Answer, Client};
+use bus::identity::MemberId;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::agency::{AdapterError, envelope};
+use crate::outbox::{ForwardOptions, Forwarded, Outbox};
+use crate::trace::Trace;
+
+/// One message leased from the adapter's inbox.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub id: Uuid,
+    pub type_: String,
+    /// The sender as the bus saw it in the sender's certificate.
+    pub source: String,
+    pub data: Value,
+}
+
+pub struct Link {
+    pub member: MemberId,
+    client: RwLock<Client>,
+    pub outbox: Outbox,
+    pub trace: Trace,
+    /// Batch size and compression of forwards (gzip on by default: offices are on slow links).
+    pub forward: ForwardOptions,
+}
+
+impl Link {
+    /// A link using the dev PKI layout (`certs/ca.pem`, `certs/members/<member>.pem`).
+    pub fn open(
+        base: &str,
+        certs: &Path,
+        member: &str,
+        outbox: &Path,
+        trace: Trace,
+    ) -> Result<Link, AdapterError> {
+        let member = MemberId::parse(member).map_err(|e| AdapterError::Protocol(e.to_string()))?;
+        let client = Client::for_member(base, certs, &member)?;
+        Ok(Link {
+            member,
+            client: RwLock::new(client),
+            outbox: Outbox::open(outbox)?,
+            trace,
+            forward: ForwardOptions::default(),
+        })
+    }
+
+    pub fn client(&self) -> Client {
+        self.client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Points the link at another bus address (a restarted bus, a failover node).
+    pub fn set_client(&self, client: Client) {
+        *self.client.write().unwrap_or_else(|p| p.into_inner()) = client;
+    }
+
+    /// Queues an event or message durably; it goes out with the next [`Link::flush`].
+    pub fn queue(&self, event: &Value) -> Result<bool, AdapterError> {
+        Ok(self.outbox.enqueue(event)?)
+    }
+
+    /// Forwards the outbox. A down link is not an error for the caller's work: the backlog
+    /// stays queued and shows in the outbox health.
+    pub async fn flush(&self) -> Result<Forwarded, AdapterError> {
+        self.outbox.forward(&self.client(), self.forward).await
+    }
+
+    /// Asks a query and returns the reply's data (already cut to this member's grant).
+    pub async fn ask(&self, type_: &str, data: Value) -> Result<Value, AdapterError> {
+        let ev = envelope(Uuid::now_v7(), type_, data, None);
+        let a = self.client().send(&ev).await?;
+        expect(&a, 200)?;
+        Ok(a.body["data"].clone())
+    }
+
+    /// Leases up to `max` messages, long-polling up to `wait` (rounded up to whole seconds,
+    /// the bus's unit, so a short wait never becomes no wait at all).
+    pub async fn pull(&self, max: usize, wait: Duration) -> Result<Vec<Leased>, AdapterError> {
+        let wait = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
+        let a = self
+            .client()
+            .pull(max, wait, Duration::from_secs(60))
+            .await?;
+        expect(&a, 200)?;
+        let msgs = a.body["messages"].as_array().cloned().unwrap_or_default();
+        msgs.into_iter()
+            .map(|m| {
+                let ev = &m["event"];
+                let id = ev["id"]
+                    .as_str()
+                    .and_then(|s| Uuid::parse_str(s).ok())
+                    .ok_or_else(|| AdapterError::Protocol("leased event without id".into()))?;
+                Ok(Leased {
+                    id,
+                    type_: ev["type"].as_str().unwrap_or_default().to_owned(),
+                    source: ev["source"].as_str().unwrap_or_default().to_owned(),
+                    data: ev["data"].clone(),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn ack(&self, id: Uuid) -> Result<(), AdapterError> {
+        expect(&self.client().ack(id).await?, 200)
+    }
+
+    pub async fn nack(&self, id: Uuid, reason: &str) -> Result<(), AdapterError> {
+        expect(&self.client().nack(id, reason).await?, 200)
+    }
+
+    pub async fn reply(&self, id: Uuid, data: &Value) -> Result<(), AdapterError> {
+        expect(&self.client().reply(id, data).await?, 200)
+    }
+}
+
+/// Turns an unexpected status into an error carrying the bus's (masked) problem detail.
+pub fn expect(a: &Answer, status: u16) -> Result<(), AdapterError> {
+    if a.status.as_u16() == status {
+        return Ok(());
+    }
+    let mut detail = a.body["detail"].as_str().unwrap_or_default().to_owned();
+    for p in a.pointers() {
+        detail.push_str(&format!(" [{p}]"));
+    }
+    Err(AdapterError::Refused {
+        status: a.status.as_u16(),
+        detail,
+    })
+}

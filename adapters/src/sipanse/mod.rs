@@ -1,0 +1,253 @@
+//! The SIPANSE adapter (DPMPTSP licensing, member `GOV/dpmptsp`).
+//!
+//! G2B: businesses send `sipanse.izin.permohonan`; the adapter registers it in SIPANSE, checks
+//! the applicant with Dukcapil over the bus (`siak.penduduk.verify`, G2G), and turns SIPANSE's
+//! status log into `sipanse.izin.status` notices addressed to the applicant only. Withdrawal
+//! (`sipanse.izin.penarikan`) and correction (`sipanse.izin.perbaikan`) are queries, so the
+//! business gets its answer, or a clear refusal once the application is decided, at once.
+
+pub mod mapping;
+pub mod native;
+pub mod simulator;
+
+pub use mapping::{notice, to_native};
+pub use native::{NativePermohonan, NativeStatus, SipanseNativeError, SipanseSystem, StatusChange};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bus::formats::mask_id;
+use serde_json::{Value, json};
+
+use crate::agency::{AdapterError, Agency};
+use crate::link::{Leased, Link};
+
+pub struct SipanseAdapter {
+    native: Arc<dyn SipanseSystem>,
+    pub link: Link,
+}
+
+impl Agency for SipanseAdapter {
+    const MEMBER: &'static str = "GOV/dpmptsp";
+    const PRODUCES: &'static [&'static str] = &["sipanse.izin.status", "siak.penduduk.verify"];
+    const CONSUMES: &'static [&'static str] = &[
+        "sipanse.izin.permohonan",
+        "sipanse.izin.penarikan",
+        "sipanse.izin.perbaikan",
+        "siak.penduduk.meninggal",
+        "siak.penduduk.pindah",
+    ];
+}
+
+const CURSOR: &str = "sipanse.status_cursor";
+
+impl SipanseAdapter {
+    pub fn new(native: Arc<dyn SipanseSystem>, link: Link) -> SipanseAdapter {
+        SipanseAdapter { native, link }
+    }
+
+    pub async fn serve_inbox(&self, wait: Duration) -> Result<usize, AdapterError> {
+        let msgs = self.link.pull(10, wait).await?;
+        let n = msgs.len();
+        for m in msgs {
+            self.handle(m).await?;
+        }
+        self.publish_status().await?;
+        Ok(n)
+    }
+
+    async fn handle(&self, m: Leased) -> Result<(), AdapterError> {
+        match m.type_.as_str() {
+            "sipanse.izin.permohonan" => self.application(m).await,
+            "sipanse.izin.penarikan" | "sipanse.izin.perbaikan" => {
+                let answer = self.amend(&m)?;
+                let result = format!(
+                    "{} ({})",
+                    answer["hasil"].as_str().unwrap_or_default(),
+                    answer["status"].as_str().unwrap_or_default()
+                );
+                self.link.reply(m.id, &answer).await?;
+                self.link.trace.hop(
+                    Self::MEMBER,
+                    &m.source,
+                    &m.type_,
+                    &format!("reply: {result}"),
+                );
+                Ok(())
+            }
+            _ => {
+                // Events SIPANSE subscribes to (deaths, moves) are acknowledged; a real
+                // deployment would flag open applications of the person.
+                self.link.ack(m.id).await
+            }
+        }
+    }
+
+    async fn application(&self, m: Leased) -> Result<(), AdapterError> {
+        let me = Self::MEMBER;
+        // A business applies under its own NIB only: the certificate says who it is.
+        let own_nib = m.source.strip_prefix("COM/").unwrap_or_default();
+        if m.data["nib"].as_str() != Some(own_nib) {
+            let reason = "nib in the application is not the sender's NIB";
+            self.link.nack(m.id, reason).await?;
+            self.link.trace.hop(
+                me,
+                &m.source,
+                "sipanse.izin.permohonan",
+                &format!("refused: {reason}"),
+            );
+            return Ok(());
+        }
+        let native = to_native(&m.source, m.id, &m.data)?;
+        let no = self.native.daftar(&native)?;
+        let current = self.native.cari(&no)?.ok_or(SipanseNativeError::NotFound)?;
+        if current.status == NativeStatus::Baru.code() {
+            self.check_applicant(&no, &native).await?;
+        }
+        self.link.ack(m.id).await?;
+        Ok(())
+    }
+
+    /// G2G: asks Dukcapil whether the applicant's NIK and name match, and records the answer.
+    async fn check_applicant(&self, no: &str, p: &NativePermohonan) -> Result<(), AdapterError> {
+        let req = json!({ "nik": p.nik_pemohon, "nama": p.nama_pemohon });
+        let ans = self.link.ask("siak.penduduk.verify", req).await?;
+        let status = ans["status"].as_str().unwrap_or_default();
+        let nama = ans["hasil"]["nama"]["hasil"].as_str().unwrap_or_default();
+        self.link.trace.hop(
+            Self::MEMBER,
+            "GOV/dukcapil",
+            "siak.penduduk.verify",
+            &format!(
+                "NIK {}: status {status}, nama {nama}",
+                mask_id(&p.nik_pemohon)
+            ),
+        );
+        let mut reasons = Vec::new();
+        match status {
+            "aktif" => {}
+            "meninggal" => reasons.push("NIK pemohon tercatat meninggal di Dukcapil"),
+            "ganda" => reasons.push("NIK pemohon tercatat ganda di Dukcapil; hubungi Disdukcapil"),
+            _ => reasons.push("NIK pemohon tidak ditemukan di Dukcapil"),
+        }
+        if status != "tidak_ditemukan" && nama != "sesuai" {
+            reasons.push("nama pemohon tidak sesuai dengan data Dukcapil");
+        }
+        self.native
+            .catat_verifikasi(no, reasons.is_empty(), &reasons.join("; "))?;
+        Ok(())
+    }
+
+    /// Withdrawal or correction, allowed until the application is decided.
+    fn amend(&self, m: &Leased) -> Result<Value, AdapterError> {
+        let id = m.data["permohonan_id"].as_str().unwrap_or_default();
+        let referensi = format!("{}|{}", m.source, id);
+        // Only the applicant's own reference matches, so another business learns nothing.
+        let Some(p) = self.native.cari_referensi(&referensi)? else {
+            return Ok(json!({ "hasil": "ditolak", "alasan": "permohonan tidak ditemukan" }));
+        };
+        let result = if m.type_ == "sipanse.izin.penarikan" {
+            self.native.tarik(
+                &p.no_registrasi,
+                m.data["alasan"].as_str().unwrap_or_default(),
+            )
+        } else {
+            let mut changed = p.clone();
+            let ch = &m.data["perubahan"];
+            if let Some(v) = ch["jenis_izin"].as_str() {
+                changed.jenis_izin = v.to_owned();
+            }
+            if let Some(v) = ch["kbli"].as_array() {
+                changed.kbli = v
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",");
+            }
+            if let Some(v) = ch["lokasi"].as_str() {
+                changed.kode_lokasi = v.to_owned();
+            }
+            if let Some(v) = ch.get("lampiran") {
+                changed.lampiran = v.to_string();
+            }
+            self.native.ubah(&p.no_registrasi, &changed)
+        };
+        let now = self
+            .native
+            .cari(&p.no_registrasi)?
+            .ok_or(SipanseNativeError::NotFound)?;
+        let status = NativeStatus::from_code(&now.status)?.canonical();
+        Ok(match result {
+            Ok(()) => json!({ "hasil": "diterima", "status": status }),
+            Err(SipanseNativeError::WrongState(_)) => json!({
+                "hasil": "ditolak",
+                "status": status,
+                "alasan": format!("permohonan sudah {status}; penarikan atau perbaikan hanya sebelum diputuskan"),
+            }),
+            Err(e) => return Err(e.into()),
+        })
+    }
+
+    /// SIPANSE's status log → notices to each applicant, through the outbox.
+    pub async fn publish_status(&self) -> Result<usize, AdapterError> {
+        let mut after: i64 = self
+            .link
+            .outbox
+            .meta(CURSOR)?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut queued = 0;
+        loop {
+            let batch = self.native.log_status(after, 100)?;
+            if batch.is_empty() {
+                break;
+            }
+            for c in batch {
+                match notice(Self::MEMBER, &c) {
+                    Ok(Some(ev)) => {
+                        if self.link.queue(&ev)? {
+                            queued += 1;
+                            let to = ev["to"].as_str().unwrap_or_default();
+                            let st = ev["data"]["status"].as_str().unwrap_or_default();
+                            self.link.trace.hop(
+                                Self::MEMBER,
+                                to,
+                                "sipanse.izin.status",
+                                &format!("queued: {st}"),
+                            );
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(seq = c.seq, error = %e, "status not mapped");
+                        self.link.outbox.set_aside(
+                            &format!("sipanse.status/{}", c.seq),
+                            &c.status,
+                            &e.to_string(),
+                        )?;
+                        self.link
+                            .trace
+                            .note(&format!("  SIPANSE status {} not mapped: {e}", c.seq));
+                    }
+                }
+                after = c.seq;
+                self.link.outbox.set_meta(CURSOR, &after.to_string())?;
+            }
+        }
+        if let Err(e) = self.link.flush().await {
+            tracing::warn!(error = %e, "bus unreachable; notices stay in the outbox");
+        }
+        Ok(queued)
+    }
+
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            tokio::select! {
+                r = self.serve_inbox(Duration::from_secs(1)) => {
+                    if let Err(e) = r { tracing::warn!(error = %e, "SIPANSE inbox"); tokio::time::sleep(Duration::from_millis(200)).await; }
+                }
+                _ = stop.changed() => break,
+            }
+        }
+    }
+}
