@@ -179,4 +179,10 @@ async fn gzip_batches_are_accepted_and_limited_by_their_decompressed_size() {
         10,
         "nothing stored half-way"
     );
+    // A corrupt gzip stream is the sender's malformed request, not a size problem.
+    let mut corrupt = gzip(&serde_json::to_vec(&small).unwrap());
+    corrupt.truncate(corrupt.len() / 2);
+    let a = c.send_batch_gzip(corrupt).await.unwrap();
+    assert_status(&a, 400);
+    assert_eq!(a.problem(), Some("malformed"));
 }

@@ -62,7 +62,7 @@ pub async fn post(
     }
     let bytes = axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| too_large())?;
+        .map_err(|e| body_error(e, limit))?;
     // Taken after the body is read: a sender on a slow link must not hold a slot while its
     // bytes trickle in, or a few thousand slow offices would lock everyone out.
     let _permit = st
@@ -114,6 +114,22 @@ pub async fn post(
         .map(|((id, w), r)| accepted(id, r, w).1.0)
         .collect();
     Ok((StatusCode::ACCEPTED, Json(json!({ "results": body }))).into_response())
+}
+
+/// Over the limit is 413; anything else (a corrupt gzip stream, a dropped upload) is the
+/// sender's malformed request, not a size problem.
+fn body_error(e: axum::Error, limit: usize) -> ApiError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return ApiError::TooLarge { limit };
+        }
+        cause = c.source();
+    }
+    ApiError::Malformed {
+        detail: format!("could not read the request body: {e}"),
+        errors: Vec::new(),
+    }
 }
 
 /// Checks every event of a batch; on failure reports the fields of every failing event.
