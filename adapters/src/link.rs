@@ -78,6 +78,37 @@ impl Link {
         self.outbox.forward(&self.client(), self.forward).await
     }
 
+    /// Where this adapter stopped reading its agency's change log (0 before the first read).
+    pub fn cursor(&self, key: &str) -> Result<i64, AdapterError> {
+        Ok(self
+            .outbox
+            .meta(key)?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0))
+    }
+
+    pub fn set_cursor(&self, key: &str, seq: i64) -> Result<(), AdapterError> {
+        Ok(self.outbox.set_meta(key, &seq.to_string())?)
+    }
+
+    /// Sets aside a native record that cannot be mapped: kept in the outbox with the reason
+    /// (personal IDs masked) for the operator to see in the health output, never dropped.
+    pub fn set_aside(&self, id: &str, kind: &str, e: &AdapterError) -> Result<(), AdapterError> {
+        let reason = bus::formats::mask_digit_runs(&e.to_string());
+        tracing::error!(record = id, kind, %reason, "native record not mapped");
+        self.outbox.set_aside(id, kind, &reason)?;
+        self.trace
+            .note(&format!("  {id} ({kind}) not mapped: {reason}"));
+        Ok(())
+    }
+
+    /// Forwards what was queued; a down link leaves it queued for the next try.
+    pub async fn flush_or_keep(&self) {
+        if let Err(e) = self.flush().await {
+            tracing::warn!(error = %e, "bus unreachable; the backlog stays in the outbox");
+        }
+    }
+
     /// Asks a query and returns the reply's data (already cut to this member's grant).
     pub async fn ask(&self, type_: &str, data: Value) -> Result<Value, AdapterError> {
         let ev = envelope(Uuid::now_v7(), type_, data, None);

@@ -29,6 +29,24 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// Reads a whole response; a body that is not JSON is kept as a JSON string.
+    async fn read(resp: reqwest::Response) -> Result<Answer, ClientError> {
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = resp.bytes().await?;
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
     /// The problem `type` slug, e.g. `schema-validation`, for error answers.
     pub fn problem(&self) -> Option<&str> {
         self.body["type"]
@@ -98,21 +116,7 @@ impl Client {
         if let Some(b) = body {
             req = req.body(b);
         }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = resp.bytes().await?;
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Ok(Answer {
-            status,
-            retry_after,
-            body,
-        })
+        Answer::read(req.send().await?).await
     }
 
     /// `POST /v1/messages` with one CloudEvent.
@@ -145,20 +149,7 @@ impl Client {
             .body(gzipped)
             .send()
             .await?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = resp.bytes().await?;
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Ok(Answer {
-            status,
-            retry_after,
-            body,
-        })
+        Answer::read(resp).await
     }
 
     /// `GET /v1/inbox`: lease up to `max` messages, waiting up to `wait` for one.

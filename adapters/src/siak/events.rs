@@ -14,12 +14,8 @@ impl SiakAdapter {
     /// (ids derived from the log sequence, so a re-read queues nothing twice), and forwards.
     /// An entry that cannot be mapped is recorded as rejected in the outbox with the reason.
     pub async fn publish_changes(&self) -> Result<usize, AdapterError> {
-        let mut after: i64 = self
-            .link
-            .outbox
-            .meta(CURSOR)?
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let link = &self.link;
+        let mut after = link.cursor(CURSOR)?;
         let mut queued = 0;
         loop {
             let batch = self.native.log_perubahan(after, 100)?;
@@ -29,37 +25,22 @@ impl SiakAdapter {
             for entry in batch {
                 match self.map_change(&entry) {
                     Ok(ev) => {
-                        let to = ev["to"].as_str().unwrap_or("subscribers").to_owned();
-                        if self.link.queue(&ev)? {
+                        if link.queue(&ev)? {
                             queued += 1;
+                            let to = ev["to"].as_str().unwrap_or("subscribers");
                             let ty = ev["type"].as_str().unwrap_or_default();
-                            self.link
-                                .trace
-                                .hop(Self::MEMBER, &to, ty, "queued in outbox");
+                            link.trace.hop(Self::MEMBER, to, ty, "queued in outbox");
                         }
                     }
                     Err(e) => {
-                        let reason = bus::formats::mask_digit_runs(&e.to_string());
-                        tracing::error!(seq = entry.seq, jenis = %entry.jenis, %reason, "change not mapped");
-                        self.link.outbox.set_aside(
-                            &format!("siak.log/{}", entry.seq),
-                            &entry.jenis,
-                            &reason,
-                        )?;
-                        self.link.trace.note(&format!(
-                            "  SIAK change {} ({}) not mapped: {reason}",
-                            entry.seq, entry.jenis
-                        ));
+                        link.set_aside(&format!("siak.log/{}", entry.seq), &entry.jenis, &e)?
                     }
                 }
                 after = entry.seq;
-                self.link.outbox.set_meta(CURSOR, &after.to_string())?;
+                link.set_cursor(CURSOR, after)?;
             }
         }
-        match self.link.flush().await {
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "bus unreachable; changes stay in the outbox"),
-        }
+        link.flush_or_keep().await;
         Ok(queued)
     }
 

@@ -190,12 +190,8 @@ impl SipanseAdapter {
 
     /// SIPANSE's status log → notices to each applicant, through the outbox.
     pub async fn publish_status(&self) -> Result<usize, AdapterError> {
-        let mut after: i64 = self
-            .link
-            .outbox
-            .meta(CURSOR)?
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let link = &self.link;
+        let mut after = link.cursor(CURSOR)?;
         let mut queued = 0;
         loop {
             let batch = self.native.log_status(after, 100)?;
@@ -205,38 +201,26 @@ impl SipanseAdapter {
             for c in batch {
                 match notice(Self::MEMBER, &c) {
                     Ok(Some(ev)) => {
-                        if self.link.queue(&ev)? {
+                        if link.queue(&ev)? {
                             queued += 1;
                             let to = ev["to"].as_str().unwrap_or_default();
                             let st = ev["data"]["status"].as_str().unwrap_or_default();
-                            self.link.trace.hop(
-                                Self::MEMBER,
-                                to,
-                                "sipanse.izin.status",
-                                &format!("queued: {st}"),
-                            );
+                            let what = format!("queued: {st}");
+                            link.trace
+                                .hop(Self::MEMBER, to, "sipanse.izin.status", &what);
                         }
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        tracing::error!(seq = c.seq, error = %e, "status not mapped");
-                        self.link.outbox.set_aside(
-                            &format!("sipanse.status/{}", c.seq),
-                            &c.status,
-                            &e.to_string(),
-                        )?;
-                        self.link
-                            .trace
-                            .note(&format!("  SIPANSE status {} not mapped: {e}", c.seq));
+                        let e = AdapterError::from(e);
+                        link.set_aside(&format!("sipanse.status/{}", c.seq), &c.status, &e)?
                     }
                 }
                 after = c.seq;
-                self.link.outbox.set_meta(CURSOR, &after.to_string())?;
+                link.set_cursor(CURSOR, after)?;
             }
         }
-        if let Err(e) = self.link.flush().await {
-            tracing::warn!(error = %e, "bus unreachable; notices stay in the outbox");
-        }
+        link.flush_or_keep().await;
         Ok(queued)
     }
 
