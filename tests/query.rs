@@ -110,3 +110,44 @@ async fn only_permitted_members_may_query() {
     let a = bus.client(BIZ).send(&verify_request()).await.unwrap();
     assert_status(&a, 403);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_nack_answers_the_requester_at_once_with_502() {
+    let bus = Bus::start(&["--query-timeout", "60"]);
+    let dukcapil = bus.client(DUKCAPIL);
+    let requester = bus.client(HR);
+    let ev = verify_request();
+    let ask = {
+        let ev = ev.clone();
+        tokio::spawn(async move { requester.send(&ev).await.unwrap() })
+    };
+    let got = dukcapil
+        .pull(1, Duration::from_secs(20), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let id = leased_ids(&got)[0];
+    assert_status(
+        &dukcapil
+            .nack(id, "data SIAK tidak dapat dipetakan")
+            .await
+            .unwrap(),
+        200,
+    );
+    let started = std::time::Instant::now();
+    let a = ask.await.unwrap();
+    assert_status(&a, 502);
+    assert_eq!(a.problem(), Some("provider-refused"));
+    assert!(
+        a.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("tidak dapat dipetakan")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the requester waited for the timeout"
+    );
+    // A retry of the same query gets the same refusal, without waiting.
+    let again = bus.client(HR).send(&ev).await.unwrap();
+    assert_status(&again, 502);
+}

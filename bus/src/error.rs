@@ -44,6 +44,8 @@ pub enum ApiError {
         detail: String,
         retry_after: Duration,
     },
+    #[error("the provider refused the query: {0}")]
+    ProviderRefused(String),
     #[error("the provider did not answer within {0:?}")]
     QueryTimeout(Duration),
     #[error("internal error: {0}")]
@@ -65,6 +67,7 @@ impl ApiError {
             ApiError::Overloaded { .. } | ApiError::StoreUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::ProviderRefused(_) => StatusCode::BAD_GATEWAY,
             ApiError::QueryTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -85,6 +88,7 @@ impl ApiError {
             ApiError::Schema { .. } => "schema-validation",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::StoreUnavailable { .. } => "store-unavailable",
+            ApiError::ProviderRefused(_) => "provider-refused",
             ApiError::QueryTimeout(_) => "query-timeout",
             ApiError::Internal(_) => "internal",
         }
@@ -104,6 +108,7 @@ impl ApiError {
             ApiError::Schema { .. } => "Payload does not match its schema",
             ApiError::Overloaded { .. } => "Bus overloaded",
             ApiError::StoreUnavailable { .. } => "Store unavailable",
+            ApiError::ProviderRefused(_) => "Provider refused the query",
             ApiError::QueryTimeout(_) => "Query timed out",
             ApiError::Internal(_) => "Internal error",
         }

@@ -110,6 +110,14 @@ pub async fn nack(
     // The reason is shown to the sender and may be logged: mask personal identifiers in it.
     let reason = crate::formats::mask_digit_runs(reason);
     let outcome = st.store.nack(&peer.member, id, &reason).await?;
+    if outcome == Settled::Done {
+        let rec = st.store.message(id).await?;
+        let def = rec.and_then(|r| st.registry.type_def(&r.type_).cloned());
+        if def.is_some_and(|d| d.kind == crate::registry::Kind::Query) {
+            st.queries
+                .refused(id, &format!("nacked by {}: {reason}", peer.member));
+        }
+    }
     settled(outcome, id, &peer, "dead_lettered")
 }
 

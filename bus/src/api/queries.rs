@@ -21,21 +21,29 @@ use crate::identity::{MemberId, Peer};
 use crate::registry::{Kind, TypeDef};
 use crate::store::ReplyOutcome;
 
+/// The provider's reply (JSON text), or why it refused to answer.
+type Outcome = Result<String, String>;
+
 /// Requesters waiting on this node for a reply, by query id.
 #[derive(Default)]
-pub struct PendingQueries(Mutex<HashMap<Uuid, Vec<oneshot::Sender<String>>>>);
+pub struct PendingQueries(Mutex<HashMap<Uuid, Vec<oneshot::Sender<Outcome>>>>);
 
 impl PendingQueries {
-    fn wait(&self, id: Uuid) -> oneshot::Receiver<String> {
+    fn wait(&self, id: Uuid) -> oneshot::Receiver<Outcome> {
         let (tx, rx) = oneshot::channel();
         self.lock().entry(id).or_default().push(tx);
         rx
     }
 
-    fn answer(&self, id: Uuid, reply: &str) {
+    fn answer(&self, id: Uuid, outcome: Outcome) {
         for tx in self.lock().remove(&id).unwrap_or_default() {
-            let _ = tx.send(reply.to_owned());
+            let _ = tx.send(outcome.clone());
         }
+    }
+
+    /// The provider nacked the query: its requesters hear why at once instead of a 504 later.
+    pub fn refused(&self, id: Uuid, reason: &str) {
+        self.answer(id, Err(reason.to_owned()));
     }
 
     fn forget(&self, id: Uuid) {
@@ -48,7 +56,7 @@ impl PendingQueries {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Vec<oneshot::Sender<String>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Vec<oneshot::Sender<Outcome>>>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -66,11 +74,15 @@ pub async fn ask(
     append(st, vec![p])
         .await
         .inspect_err(|_| st.queries.forget(id))?;
-    let stored = st.store.message(id).await?.and_then(|r| r.reply);
-    let reply = match stored {
-        Some(r) => r,
+    // A retry of a query already answered (or refused) gets that outcome again.
+    let stored = st.store.message(id).await?.and_then(|r| {
+        let refused = r.deliveries.iter().find_map(|d| d.reason.clone());
+        r.reply.map(Ok).or(refused.map(Err))
+    });
+    let outcome = match stored {
+        Some(o) => o,
         None => match tokio::time::timeout(st.config.query_timeout, &mut rx).await {
-            Ok(Ok(r)) => r,
+            Ok(Ok(o)) => o,
             _ => {
                 drop(rx);
                 st.queries.forget(id);
@@ -78,6 +90,7 @@ pub async fn ask(
             }
         },
     };
+    let reply = outcome.map_err(ApiError::ProviderRefused)?;
     let data: Value =
         serde_json::from_str(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
     let data = granted(&def, requester, data);
@@ -134,7 +147,7 @@ pub async fn reply(
     }
     let text = data.to_string();
     match st.store.reply(&peer.member, id, text.clone()).await? {
-        ReplyOutcome::Stored => st.queries.answer(id, &text),
+        ReplyOutcome::Stored => st.queries.answer(id, Ok(text)),
         ReplyOutcome::Existing(old) if old == text => {}
         ReplyOutcome::Existing(_) => {
             return Err(ApiError::Conflict(format!(
