@@ -220,3 +220,17 @@ async fn status_of_an_event_lists_every_subscriber() {
     );
     assert_eq!(s.body["status"], "delivered");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn feed_only_events_leave_no_inbox_copies() {
+    let bus = Bus::start(&[]);
+    let ev = event(
+        "eabsen.kehadiran.tercatat",
+        json!({ "nip": "199009132025242014", "waktu": "2026-11-23T07:01:02+07:00", "sumber": "mesin" }),
+    );
+    assert_status(&bus.client(EABSEN).send(&ev).await.unwrap(), 202);
+    let hr = bus.client(HR);
+    assert!(leased_ids(&hr.pull(10, Duration::ZERO, LEASE).await.unwrap()).is_empty());
+    let feed = hr.feed("eabsen.kehadiran.tercatat", 0, 10).await.unwrap();
+    assert_eq!(feed.body["events"][0]["event"]["id"], ev["id"]);
+}

@@ -80,8 +80,15 @@ struct RawType {
     #[serde(default)]
     consumers: Vec<String>,
     provider: Option<String>,
+    /// Events only: `false` when consumers read the feed by cursor and want no inbox copies.
+    #[serde(default = "yes")]
+    inbox: bool,
     #[serde(default)]
     grants: HashMap<String, Vec<String>>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone)]
@@ -111,7 +118,8 @@ pub struct TypeDef {
     pub response_schema: Option<Arc<Schema>>,
     pub producers: Acl,
     pub consumers: Acl,
-    /// Consumers expanded to concrete members, in registry order: an event's fan-out.
+    /// Consumers expanded to concrete members, in registry order: an event's inbox fan-out
+    /// (empty for feed-only events).
     pub subscribers: Vec<MemberId>,
     pub provider: Option<MemberId>,
     /// Top-level response fields each requester may see (queries only).
@@ -254,6 +262,9 @@ impl Registry {
                 }
                 _ => {}
             }
+            if t.kind != Kind::Event && !t.inbox {
+                errors.push(format!("{ctx}: only events can go without inbox copies"));
+            }
             if t.kind != Kind::Query && !t.grants.is_empty() {
                 errors.push(format!("{ctx}: field grants apply to query responses only"));
             }
@@ -270,7 +281,7 @@ impl Registry {
             }
             let subscribers = order
                 .iter()
-                .filter(|m| consumers.allows(m))
+                .filter(|m| t.inbox && consumers.allows(m))
                 .map(|m| (*m).clone())
                 .collect();
             let (Some(schema), true) = (schema, errors.is_empty()) else {
