@@ -107,6 +107,8 @@ pub fn draw(inputs: &[impl AsRef<Path>], output: &Path, font: &Path) -> anyhow::
     c.configure_mesh()
         .x_desc("offered load (requests/s)")
         .y_desc("answered per second")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .label_style(("sans-serif", 15))
         .draw()?;
     series(
@@ -154,6 +156,8 @@ pub fn draw(inputs: &[impl AsRef<Path>], output: &Path, font: &Path) -> anyhow::
     c.configure_mesh()
         .x_desc("offered load (requests/s)")
         .y_desc("p99 (ms, log scale)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y}"))
         .label_style(("sans-serif", 15))
         .draw()?;
     let p99 = |f: fn(&Point) -> f64| {

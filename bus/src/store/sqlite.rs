@@ -167,8 +167,13 @@ impl SqliteStore {
             .map_err(unavailable)?;
         let checkpointer = Checkpointer::start(&opts.path, opts.busy_timeout);
         if checkpointer.is_some() {
-            // The checkpointer thread does it; otherwise SQLite's default (1,000 pages) stays.
-            conn.pragma_update(None, "wal_autocheckpoint", 0)
+            // The checkpointer thread does the work; otherwise SQLite's default (1,000 pages)
+            // stays. The writer keeps a far larger automatic checkpoint as a bound on the WAL:
+            // under a steady stream of commits a checkpoint from another connection never
+            // catches up with the end of the WAL, and SQLite only restarts the WAL from its
+            // beginning after a checkpoint that did. Without the bound the WAL grew to the size
+            // of the whole backlog (1.5 GB for 1M messages) and slowed every later write.
+            conn.pragma_update(None, "wal_autocheckpoint", WAL_BOUND_PAGES)
                 .map_err(unavailable)?;
         }
         let writer = Writer {
@@ -379,6 +384,10 @@ struct Writer {
 
 /// The writer connection's page cache, in KiB (see `SqliteStore::open`).
 const WRITER_CACHE_KIB: i64 = 32 * 1024;
+
+/// WAL pages at which the writer checkpoints by itself (see `SqliteStore::open`); most of the
+/// WAL has been copied by the checkpointer by then, so this checkpoint has little left to do.
+const WAL_BOUND_PAGES: i64 = 8192;
 
 /// Operations committed between checkpoint requests: about SQLite's own 1,000-page interval
 /// for messages of around a kilobyte (a message writes its row, a delivery and index entries).
