@@ -197,7 +197,7 @@ fn merge(first: &mut Option<ApiError>, e: ApiError, i: usize) {
 
 /// Runs every check of one event, in the order that gives the most useful answer.
 pub fn prepare(st: &SharedState, value: Value, sender: &MemberId) -> Result<Prepared, ApiError> {
-    let hash: [u8; 32] = Sha256::digest(value.to_string().as_bytes()).into();
+    let hash = content_hash(&value);
     let reg = &st.registry;
     let env = Envelope::parse(value, Some(sender), &reg.instance).map_err(|errors| {
         ApiError::Malformed {
@@ -256,6 +256,28 @@ pub fn prepare(st: &SharedState, value: Value, sender: &MemberId) -> Result<Prep
         def: def.clone(),
         warnings,
     })
+}
+
+/// SHA-256 of the event's compact JSON, the idempotency check's "same content".
+///
+/// Serialised straight into the hasher: the same bytes as `value.to_string()` (so hashes stored
+/// before are still comparable), without building and copying a string per event, which
+/// showed in the profile of large and batched messages.
+fn content_hash(value: &Value) -> [u8; 32] {
+    struct Hasher(Sha256);
+    impl std::io::Write for Hasher {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Hasher(Sha256::new());
+    // Writing a `Value` to an infallible writer cannot fail.
+    let _ = serde_json::to_writer(&mut h, value);
+    h.0.finalize().into()
 }
 
 fn recipients(st: &SharedState, def: &TypeDef, env: &Envelope) -> Result<Vec<MemberId>, ApiError> {
@@ -360,4 +382,16 @@ pub async fn status(
         "replied": rec.reply.is_some(),
         "deliveries": rec.deliveries,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_content_hash_is_that_of_the_compact_json() {
+        let v = json!({ "b": [1, "x\"y"], "a": { "nik": "3273012208850001" } });
+        let want: [u8; 32] = Sha256::digest(v.to_string().as_bytes()).into();
+        assert_eq!(content_hash(&v), want);
+    }
 }
