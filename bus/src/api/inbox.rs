@@ -57,7 +57,13 @@ pub async fn pull(
         let notified = signal.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let messages = st.store.lease(&peer.member, req).await?;
+        // While parked, look with a read first: an idle consumer costs the writer nothing.
+        let ready = !parked || st.store.has_ready(&peer.member).await?;
+        let messages = if ready {
+            st.store.lease(&peer.member, req).await?
+        } else {
+            Vec::new()
+        };
         let now = Instant::now();
         if !messages.is_empty() || now >= deadline || *closing.borrow() {
             return Ok(Json(json!({ "messages": messages })));

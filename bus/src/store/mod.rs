@@ -138,6 +138,9 @@ pub trait Store: Send + Sync + 'static {
     /// Leases up to `req.max` messages from `member`'s inbox, dead-lettering those whose
     /// lease ran out `req.max_attempts` times.
     async fn lease(&self, member: &MemberId, req: LeaseRequest) -> Result<Vec<Leased>, StoreError>;
+    /// Whether a lease for `member` would find anything now: a read, so waiting consumers can
+    /// look often without taking the writer's time.
+    async fn has_ready(&self, member: &MemberId) -> Result<bool, StoreError>;
     async fn ack(&self, member: &MemberId, id: Uuid) -> Result<Settled, StoreError>;
     /// Dead-letters the message for `member`, recording `reason` for its sender.
     async fn nack(&self, member: &MemberId, id: Uuid, reason: &str) -> Result<Settled, StoreError>;

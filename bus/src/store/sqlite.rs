@@ -280,6 +280,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn has_ready(&self, member: &MemberId) -> Result<bool, StoreError> {
+        let member = member.to_string();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM deliveries
+                 WHERE recipient = ?1 AND state < 2 AND available_at <= ?2)",
+            )?
+            .query_row(params![member, now_ms()], |r| r.get(0))
+        })
+        .await
+    }
+
     async fn message(&self, id: Uuid) -> Result<Option<MessageRecord>, StoreError> {
         self.read(move |c| read_message(c, id)).await
     }
