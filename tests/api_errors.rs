@@ -82,15 +82,7 @@ async fn schema_errors_get_422_with_every_failing_field_and_nothing_is_stored() 
     // Nothing stored: the sender cannot see it and HR's inbox is empty.
     let s = c.status(id_of(&ev)).await.unwrap();
     assert_status(&s, 404);
-    let inbox = bus
-        .client(HR)
-        .pull(
-            10,
-            std::time::Duration::ZERO,
-            std::time::Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
+    let inbox = pull_now(&bus.client(HR)).await;
     assert!(leased_ids(&inbox).is_empty());
 }
 
@@ -143,14 +135,7 @@ async fn same_id_same_content_gets_the_original_answer_and_different_content_409
 
     // Delivered once only.
     let hr = bus.client(HR);
-    let got = hr
-        .pull(
-            10,
-            std::time::Duration::ZERO,
-            std::time::Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
+    let got = pull_now(&hr).await;
     assert_eq!(leased_ids(&got), [id_of(&ev)]);
     assert_eq!(
         got.body["messages"][0]["event"]["data"]["nama"],
@@ -194,14 +179,7 @@ async fn batch_is_all_or_nothing() {
     assert_status(&a, 202);
     assert_eq!(a.body["results"].as_array().unwrap().len(), 2);
     let hr = bus.client(HR);
-    let got = hr
-        .pull(
-            10,
-            std::time::Duration::ZERO,
-            std::time::Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
+    let got = pull_now(&hr).await;
     assert_eq!(leased_ids(&got), [id_of(&good), id_of(&second)]);
 }
 

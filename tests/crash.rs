@@ -58,11 +58,7 @@ async fn sigterm_shuts_down_cleanly_and_keeps_everything() {
     let logs = bus.logs();
     assert!(logs.contains("flushing the store"), "{logs}");
     bus.restart();
-    let got = bus
-        .client(DPMPTSP)
-        .pull(10, Duration::ZERO, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let got = pull_now(&bus.client(DPMPTSP)).await;
     assert_eq!(leased_ids(&got), [id_of(&ev)]);
 }
 

@@ -21,7 +21,7 @@ async fn send_pull_ack_and_status_walk_through() {
     assert_eq!(s.body["deliveries"][0]["state"], "pending");
 
     let dpmptsp = bus.client(DPMPTSP);
-    let got = dpmptsp.pull(10, Duration::ZERO, LEASE).await.unwrap();
+    let got = pull_now(&dpmptsp).await;
     assert_eq!(leased_ids(&got), [id_of(&ev)]);
     assert_eq!(got.body["messages"][0]["attempt"], 1);
     assert_eq!(
@@ -34,7 +34,7 @@ async fn send_pull_ack_and_status_walk_through() {
     assert_eq!(s.body["status"], "acked");
     assert_eq!(s.body["deliveries"][0]["state"], "acked");
     // Acked messages are not delivered again.
-    assert!(leased_ids(&dpmptsp.pull(10, Duration::ZERO, LEASE).await.unwrap()).is_empty());
+    assert!(leased_ids(&pull_now(&dpmptsp).await).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -133,16 +133,14 @@ async fn a_long_poll_wakes_when_a_message_arrives() {
     let bus = Bus::start(&[]);
     let dpmptsp = bus.client(DPMPTSP);
     let poll = tokio::spawn(async move { dpmptsp.pull(1, Duration::from_secs(20), LEASE).await });
-    let biz = bus.client(BIZ);
+    // Send only once the poll is parked, so the message can only reach it by waking it.
+    assert!(
+        bus.wait_for_log("waiting for messages").await,
+        "the poll never parked"
+    );
     let ev = permit();
-    // Keep sending the same (idempotent) message until the poll has picked it up.
-    let got = loop {
-        assert_status(&biz.send(&ev).await.unwrap(), 202);
-        if poll.is_finished() {
-            break poll.await.unwrap().unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    assert_status(&bus.client(BIZ).send(&ev).await.unwrap(), 202);
+    let got = poll.await.unwrap().unwrap();
     assert_eq!(leased_ids(&got), [id_of(&ev)]);
 }
 
@@ -156,7 +154,7 @@ async fn events_fan_out_to_every_subscriber_and_replay_from_a_cursor() {
     }
     let ids: Vec<_> = events.iter().map(id_of).collect();
     for m in [HR, DPMPTSP] {
-        let got = bus.client(m).pull(10, Duration::ZERO, LEASE).await.unwrap();
+        let got = pull_now(&bus.client(m)).await;
         assert_eq!(leased_ids(&got), ids, "fan-out to {m}");
     }
     let hr = bus.client(HR);
@@ -230,7 +228,7 @@ async fn feed_only_events_leave_no_inbox_copies() {
     );
     assert_status(&bus.client(EABSEN).send(&ev).await.unwrap(), 202);
     let hr = bus.client(HR);
-    assert!(leased_ids(&hr.pull(10, Duration::ZERO, LEASE).await.unwrap()).is_empty());
+    assert!(leased_ids(&pull_now(&hr).await).is_empty());
     let feed = hr.feed("eabsen.kehadiran.tercatat", 0, 10).await.unwrap();
     assert_eq!(feed.body["events"][0]["event"]["id"], ev["id"]);
 }

@@ -369,10 +369,7 @@ async fn g2b_application_check_notices_correction_and_withdrawal() {
         n[1]
     );
     // ...and the first business saw none of the second's notices (nor the reverse).
-    let a = biz
-        .pull(10, Duration::ZERO, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let a = pull_now(&biz).await;
     assert!(leased_ids(&a).is_empty(), "{:#}", a.body);
     assert_status(&biz2.status(id).await.unwrap(), 404);
 

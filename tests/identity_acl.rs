@@ -84,14 +84,7 @@ async fn an_expired_certificate_is_refused() {
             },
         )
         .unwrap();
-    let c = Client::new(
-        &bus.base,
-        &bus.certs().join("ca.pem"),
-        &paths.cert,
-        &paths.key,
-    )
-    .unwrap();
-    assert!(!reaches_http(&c).await);
+    assert!(!reaches_http(&bus.client_with(&paths)).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -102,14 +95,7 @@ async fn a_certificate_for_a_non_member_is_refused() {
     let paths = ca
         .issue("simpul.dev", &stranger, Validity::days(30))
         .unwrap();
-    let c = Client::new(
-        &bus.base,
-        &bus.certs().join("ca.pem"),
-        &paths.cert,
-        &paths.key,
-    )
-    .unwrap();
-    assert!(!reaches_http(&c).await);
+    assert!(!reaches_http(&bus.client_with(&paths)).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -187,10 +173,7 @@ async fn a_member_cannot_read_or_settle_another_members_inbox() {
     assert_status(&a, 200);
     assert!(leased_ids(&a).is_empty());
     let dpmptsp = bus.client(DPMPTSP);
-    let got = dpmptsp
-        .pull(10, Duration::ZERO, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let got = pull_now(&dpmptsp).await;
     assert_eq!(leased_ids(&got), [id_of(&ev)]);
     assert_status(&biz2.ack(id_of(&ev)).await.unwrap(), 404);
     assert_status(&biz2.nack(id_of(&ev), "mine now").await.unwrap(), 404);
@@ -211,17 +194,9 @@ async fn messages_go_only_to_permitted_recipients() {
     assert_status(&dpmptsp.send(&notice).await.unwrap(), 403);
     notice["to"] = json!(BIZ);
     assert_status(&dpmptsp.send(&notice).await.unwrap(), 202);
-    let biz2 = bus
-        .client(BIZ2)
-        .pull(10, Duration::ZERO, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let biz2 = pull_now(&bus.client(BIZ2)).await;
     assert!(leased_ids(&biz2).is_empty());
-    let biz = bus
-        .client(BIZ)
-        .pull(10, Duration::ZERO, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let biz = pull_now(&bus.client(BIZ)).await;
     assert_eq!(leased_ids(&biz), [id_of(&notice)]);
 }
 

@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::json;
 
@@ -28,10 +26,7 @@ async fn no_raw_nik_in_logs_or_problems() {
     bad_env["id"] = json!(NIK2);
     answers.push(dukcapil.send(&bad_env).await.unwrap());
     let hr = bus.client(HR);
-    let got = hr
-        .pull(10, Duration::ZERO, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let got = pull_now(&hr).await;
     let id = leased_ids(&got)[0];
     answers.push(
         hr.nack(id, &format!("NIK {NIK} tidak dikenal"))

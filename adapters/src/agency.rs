@@ -132,3 +132,33 @@ pub fn envelope(id: Uuid, type_: &str, data: Value, to: Option<&str>) -> Value {
     }
     ev
 }
+
+/// How long an adapter waits before trying its inbox again after the link failed, so a bus
+/// that is down is not hammered in a tight loop.
+const RETRY_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Runs an adapter's loop until `stop` turns true: `step` is one long poll of its inbox (and
+/// whatever the adapter does after it). Every adapter runs the same way, so this is one place.
+pub async fn run_until_stopped<F, Fut>(
+    name: &str,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut step: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), AdapterError>>,
+{
+    while !*stop.borrow() {
+        tokio::select! {
+            r = step() => {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, adapter = name, "inbox");
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY_AFTER_FAILURE) => {}
+                        _ = stop.changed() => break,
+                    }
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}

@@ -187,6 +187,17 @@ impl Bus {
             .expect("client")
     }
 
+    /// A client presenting a certificate issued outside the dev PKI layout (expired, foreign…).
+    pub fn client_with(&self, paths: &bus::pki::IssuedPaths) -> Client {
+        Client::new(
+            &self.base,
+            &self.certs().join("ca.pem"),
+            &paths.cert,
+            &paths.key,
+        )
+        .expect("client")
+    }
+
     pub fn simpul(&self) -> Command {
         let mut c = Command::new(bin());
         c.current_dir(repo());
@@ -253,4 +264,11 @@ pub fn leased_ids(a: &Answer) -> Vec<Uuid> {
 #[track_caller]
 pub fn assert_status(a: &Answer, code: u16) {
     assert_eq!(a.status.as_u16(), code, "unexpected answer: {:#}", a.body);
+}
+
+/// Leases what is in `c`'s inbox right now: up to 10 messages, no waiting, a 30 s lease.
+pub async fn pull_now(c: &Client) -> Answer {
+    c.pull(10, Duration::ZERO, Duration::from_secs(30))
+        .await
+        .unwrap()
 }

@@ -314,14 +314,10 @@ impl EabsenAdapter {
         Ok(n)
     }
 
-    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        while !*stop.borrow() {
-            tokio::select! {
-                r = self.serve_inbox(Duration::from_secs(1)) => {
-                    if let Err(e) = r { tracing::warn!(error = %e, "e-absen inbox"); tokio::time::sleep(Duration::from_millis(200)).await; }
-                }
-                _ = stop.changed() => break,
-            }
-        }
+    pub async fn run(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
+        crate::agency::run_until_stopped("e-absen", stop, || async {
+            self.serve_inbox(Duration::from_secs(1)).await.map(drop)
+        })
+        .await
     }
 }

@@ -289,17 +289,14 @@ impl SiakAdapter {
     }
 
     /// Serves the inbox and publishes changes until `stop` turns true.
-    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        while !*stop.borrow() {
-            tokio::select! {
-                r = self.serve_inbox(Duration::from_secs(1)) => {
-                    if let Err(e) = r { tracing::warn!(error = %e, "SIAK inbox"); tokio::time::sleep(Duration::from_millis(200)).await; }
-                }
-                _ = stop.changed() => break,
-            }
+    pub async fn run(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
+        crate::agency::run_until_stopped("SIAK", stop, || async {
+            let served = self.serve_inbox(Duration::from_secs(1)).await.map(drop);
             if let Err(e) = self.publish_changes().await {
                 tracing::warn!(error = %e, "SIAK changes");
             }
-        }
+            served
+        })
+        .await
     }
 }
