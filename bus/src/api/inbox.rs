@@ -53,13 +53,14 @@ pub async fn pull(
     let signal = st.signals.get(&peer.member);
     let mut closing = st.closing.subscribe();
     let mut parked = false;
+    // Woken for a new message: lease at once. Otherwise look with a read first, so an empty
+    // inbox costs the writer nothing (a busy consumer pays one read per pull of 100).
+    let mut arrived = false;
     loop {
         let notified = signal.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        // While parked, look with a read first: an idle consumer costs the writer nothing.
-        let ready = !parked || st.store.has_ready(&peer.member).await?;
-        let messages = if ready {
+        let messages = if arrived || st.store.has_ready(&peer.member).await? {
             st.store.lease(&peer.member, req).await?
         } else {
             Vec::new()
@@ -72,11 +73,11 @@ pub async fn pull(
             tracing::debug!(member = %peer.member, ?wait, "waiting for messages");
             parked = true;
         }
-        tokio::select! {
-            _ = notified => {}
-            _ = closing.changed() => {}
-            _ = tokio::time::sleep(RECHECK.min(deadline - now)) => {}
-        }
+        arrived = tokio::select! {
+            _ = notified => true,
+            _ = closing.changed() => false,
+            _ = tokio::time::sleep(RECHECK.min(deadline - now)) => false,
+        };
     }
 }
 
@@ -117,12 +118,9 @@ pub async fn nack(
     let reason = crate::formats::mask_digit_runs(reason);
     let outcome = st.store.nack(&peer.member, id, &reason).await?;
     if outcome == Settled::Done {
-        let rec = st.store.message(id).await?;
-        let def = rec.and_then(|r| st.registry.type_def(&r.type_).cloned());
-        if def.is_some_and(|d| d.kind == crate::registry::Kind::Query) {
-            st.queries
-                .refused(id, &format!("nacked by {}: {reason}", peer.member));
-        }
+        // A nacked query's requesters (only queries have any) hear why at once.
+        st.queries
+            .refused(id, &format!("nacked by {}: {reason}", peer.member));
     }
     settled(outcome, id, &peer, "dead_lettered")
 }

@@ -62,10 +62,13 @@ impl InboxSignals {
         map.entry(m.clone()).or_default().clone()
     }
 
+    /// One new message wakes one waiting poll, not all of them: a provider with four pollers
+    /// would otherwise have four of them race to lease one query, three for nothing. A poll
+    /// that is woken but returns with other messages passes its wake-up on (tokio's `Notify`).
     pub fn wake(&self, m: &MemberId) {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = map.get(m) {
-            n.notify_waiters();
+            n.notify_one();
         }
     }
 }

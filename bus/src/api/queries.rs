@@ -3,7 +3,7 @@
 //! response schema and cut down to the requester's field grant before the requester sees it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -19,24 +19,42 @@ use super::{SharedState, parse_id};
 use crate::error::ApiError;
 use crate::identity::{MemberId, Peer};
 use crate::registry::{Kind, TypeDef};
-use crate::store::ReplyOutcome;
+use crate::store::{Appended, ReplyOutcome};
 
 /// The provider's reply (JSON text), or why it refused to answer.
 type Outcome = Result<String, String>;
 
-/// Requesters waiting on this node for a reply, by query id.
+/// Requesters waiting on this node for a reply, by query id, with the query's type.
 #[derive(Default)]
-pub struct PendingQueries(Mutex<HashMap<Uuid, Vec<oneshot::Sender<Outcome>>>>);
+pub struct PendingQueries(Mutex<HashMap<Uuid, Waiting>>);
+
+struct Waiting {
+    def: Arc<TypeDef>,
+    requesters: Vec<oneshot::Sender<Outcome>>,
+}
 
 impl PendingQueries {
-    fn wait(&self, id: Uuid) -> oneshot::Receiver<Outcome> {
+    fn wait(&self, id: Uuid, def: &Arc<TypeDef>) -> oneshot::Receiver<Outcome> {
         let (tx, rx) = oneshot::channel();
-        self.lock().entry(id).or_default().push(tx);
+        self.lock()
+            .entry(id)
+            .or_insert_with(|| Waiting {
+                def: def.clone(),
+                requesters: Vec::new(),
+            })
+            .requesters
+            .push(tx);
         rx
     }
 
+    /// The type of a query someone on this node waits for: the reply needs no store read.
+    fn def(&self, id: Uuid) -> Option<Arc<TypeDef>> {
+        self.lock().get(&id).map(|w| w.def.clone())
+    }
+
     fn answer(&self, id: Uuid, outcome: Outcome) {
-        for tx in self.lock().remove(&id).unwrap_or_default() {
+        let requesters = self.lock().remove(&id).map(|w| w.requesters);
+        for tx in requesters.unwrap_or_default() {
             let _ = tx.send(outcome.clone());
         }
     }
@@ -48,15 +66,15 @@ impl PendingQueries {
 
     fn forget(&self, id: Uuid) {
         let mut map = self.lock();
-        if let Some(waiters) = map.get_mut(&id) {
-            waiters.retain(|w| !w.is_closed());
-            if waiters.is_empty() {
+        if let Some(w) = map.get_mut(&id) {
+            w.requesters.retain(|r| !r.is_closed());
+            if w.requesters.is_empty() {
                 map.remove(&id);
             }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Vec<oneshot::Sender<Outcome>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Waiting>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -70,15 +88,18 @@ pub async fn ask(
     let id = p.msg.id;
     let def = p.def.clone();
     // Wait before storing, so a fast provider cannot reply before anyone listens.
-    let mut rx = st.queries.wait(id);
-    append(st, vec![p])
+    let mut rx = st.queries.wait(id, &def);
+    let appended = append(st, vec![p])
         .await
         .inspect_err(|_| st.queries.forget(id))?;
     // A retry of a query already answered (or refused) gets that outcome again.
-    let stored = st.store.message(id).await?.and_then(|r| {
-        let refused = r.deliveries.iter().find_map(|d| d.reason.clone());
-        r.reply.map(Ok).or(refused.map(Err))
-    });
+    let stored = match appended[0] {
+        Appended::Accepted => None,
+        Appended::Duplicate { .. } => st.store.message(id).await?.and_then(|r| {
+            let refused = r.deliveries.iter().find_map(|d| d.reason.clone());
+            r.reply.map(Ok).or(refused.map(Err))
+        }),
+    };
     let outcome = match stored {
         Some(o) => o,
         None => match tokio::time::timeout(st.config.query_timeout, &mut rx).await {
@@ -127,12 +148,20 @@ pub async fn reply(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let not_yours = || ApiError::NotFound(format!("no query {id} for {}", peer.member));
-    let rec = st.store.message(id).await?.ok_or_else(not_yours)?;
-    let def = st
-        .registry
-        .type_def(&rec.type_)
-        .filter(|d| d.kind == Kind::Query && d.provider.as_ref() == Some(&peer.member))
-        .ok_or_else(not_yours)?;
+    let def = match st.queries.def(id) {
+        Some(def) => def,
+        // Asked before a restart, or on another node: the store knows its type.
+        None => {
+            let rec = st.store.message(id).await?.ok_or_else(not_yours)?;
+            st.registry
+                .type_def(&rec.type_)
+                .cloned()
+                .ok_or_else(not_yours)?
+        }
+    };
+    if def.kind != Kind::Query || def.provider.as_ref() != Some(&peer.member) {
+        return Err(not_yours());
+    }
     let data: Value = serde_json::from_slice(&body).map_err(|e| ApiError::Malformed {
         detail: format!("body is not valid JSON: {e}"),
         errors: Vec::new(),
