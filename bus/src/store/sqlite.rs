@@ -1,30 +1,22 @@
 //! The embedded store: SQLite (bundled) in WAL mode, written by one thread with group commit.
 //!
 //! Every write goes through a single writer thread that drains its queue into one transaction
-//! (group commit). One fsync per message would cap the bus at a few thousand messages per
-//! second; one per batch does not.
-//!
-//! The fsync is not the writer's: it commits (`synchronous=NORMAL`, so SQLite writes the WAL
-//! frames without syncing them) and hands the batch's answers to a syncer thread, which
-//! fdatasyncs the WAL once for every batch queued behind it and only then answers. The writer
-//! applies the next batch meanwhile instead of waiting for the disk. Answers leave in commit
-//! order, each after every commit before it is on disk, so a caller never hears of anything
-//! that a power cut could still take back. A batch of leases alone needs no fsync of its own
-//! (see [`Op::must_be_durable`]), so a query's round trip waits for two fsyncs, not three.
-//! Reads use their own connections, which WAL lets run beside the writer; they can see a
-//! commit before it is synced, so the feed, which hands out positions, stops at the last
-//! synced one.
+//! and fsyncs once (`synchronous=FULL`), then answers every caller of that batch. One fsync per
+//! message would cap the bus at a few thousand messages per second; one per batch does not.
+//! A batch of nothing but leases commits without waiting for its fsync (see
+//! [`Op::must_be_durable`]), so a query's round trip waits for two fsyncs, not three.
+//! Reads use their own connections, which WAL lets run beside the writer; SQLite shows them a
+//! commit only after its fsync.
 //!
 //! Checkpoints (copying the WAL back into the database file, with an fsync of that file) run on
 //! a thread of their own. Left to SQLite's automatic checkpoint they would run inside the
 //! writer's commit every ~1,000 WAL pages, and every message waiting for that batch would wait
 //! for the extra write and fsync too: under load that was the writer's slowest cycle and the
-//! accept latency's tail. SQLite syncs the WAL before any checkpoint copies it and the
-//! database after, and only restarts the WAL after a complete checkpoint, so a commit is
-//! durable once the syncer has synced the WAL frames it wrote.
+//! accept latency's tail. Durability does not depend on checkpoints: a commit is durable once
+//! its WAL frames are fsynced, and recovery replays the WAL.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -122,15 +114,9 @@ impl Op {
     /// at-least-once delivery allows (a dead letter it wrote for a message out of attempts is
     /// written again by the next lease), and the consumer's ack is durable, its fsync covering
     /// the lease before it. Everything else is someone's promise (a 202, an ack, a reply, a
-    /// nack). A lease is still answered only after every commit before it is synced, so it
-    /// never hands out a message that is not yet durable.
+    /// nack). A lease only ever sees messages whose append was synced before it was answered.
     fn must_be_durable(&self) -> bool {
         !matches!(self, Op::Lease(..) | Op::Close(_))
-    }
-
-    /// Whether the operation may add to a feed.
-    fn feeds(&self) -> bool {
-        matches!(self, Op::Append(batch, _) if batch.iter().any(|m| m.to_feed))
     }
 
     /// Answers the caller with `Unavailable` without running the operation.
@@ -151,9 +137,6 @@ impl Op {
 pub struct SqliteStore {
     tx: mpsc::Sender<Op>,
     commits: Arc<AtomicU64>,
-    /// The last feed position whose commit is on disk; feed reads stop there, so a reader
-    /// never holds a cursor that a power cut could give to another event.
-    synced_feed: Arc<AtomicI64>,
     syncs: Arc<AtomicU64>,
     path: PathBuf,
     busy_timeout: Duration,
@@ -194,13 +177,7 @@ impl SqliteStore {
         }
         let conn = open(&opts.path, opts.busy_timeout).map_err(unavailable)?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
-        // The syncer makes commits durable (see the module docs).
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(unavailable)?;
-        let synced_feed = Arc::new(AtomicI64::new(last_feed_seq(&conn).map_err(unavailable)?));
         let syncs = Arc::new(AtomicU64::new(0));
-        let syncer =
-            Syncer::start(&opts.path, synced_feed.clone(), syncs.clone()).map_err(unavailable)?;
         let (tx, rx) = mpsc::channel(opts.queue);
         let max_batch = opts.max_batch;
         let commits = Arc::new(AtomicU64::new(0));
@@ -230,7 +207,8 @@ impl SqliteStore {
             commits: commits.clone(),
             checkpointer,
             since_checkpoint: 0,
-            syncer,
+            durable: true,
+            syncs: syncs.clone(),
         };
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -239,7 +217,6 @@ impl SqliteStore {
         Ok(SqliteStore {
             tx,
             commits,
-            synced_feed,
             syncs,
             path: opts.path,
             busy_timeout: opts.busy_timeout,
@@ -252,7 +229,7 @@ impl SqliteStore {
         self.commits.load(Ordering::Relaxed)
     }
 
-    /// fdatasyncs of the WAL run so far: at most one per commit, none for leases alone.
+    /// Commits that waited for their fsync: at most one per commit, none for leases alone.
     pub fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
     }
@@ -360,13 +337,12 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<FeedItem>, StoreError> {
         let type_ = type_.to_owned();
-        let synced = self.synced_feed.load(Ordering::Acquire);
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT f.seq, m.envelope FROM feed f JOIN messages m ON m.id = f.msg_id
-                 WHERE f.type = ?1 AND f.seq > ?2 AND f.seq <= ?4 ORDER BY f.seq LIMIT ?3",
+                 WHERE f.type = ?1 AND f.seq > ?2 ORDER BY f.seq LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![type_, after, limit as i64, synced], |r| {
+            let rows = stmt.query_map(params![type_, after, limit as i64], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
             })?;
             rows.map(|r| {
@@ -450,7 +426,9 @@ struct Writer {
     checkpointer: Option<Checkpointer>,
     /// Operations committed since the checkpointer was last asked to run.
     since_checkpoint: usize,
-    syncer: std::sync::mpsc::Sender<Synced>,
+    /// Whether the connection is at `synchronous=FULL` (see [`Writer::sync_for`]).
+    durable: bool,
+    syncs: Arc<AtomicU64>,
 }
 
 /// The writer connection's page cache, in KiB (see `SqliteStore::open`).
@@ -497,122 +475,6 @@ impl Checkpointer {
     }
 }
 
-/// What the writer hands the syncer, in commit order.
-enum Synced {
-    Batch {
-        /// Whether this batch needs the WAL synced before its answers go out.
-        durable: bool,
-        /// The last feed position once this batch is committed.
-        feed_seq: Option<i64>,
-        /// Why the batch did not commit, if it did not.
-        error: Option<String>,
-        answers: Vec<Deferred>,
-    },
-    /// Answered once everything before it has been answered.
-    Close(oneshot::Sender<()>),
-}
-
-impl Synced {
-    fn answer(self, sync_error: Option<&str>) {
-        match self {
-            Synced::Batch { error, answers, .. } => {
-                let error = error.as_deref().or(sync_error);
-                for a in answers {
-                    a(error);
-                }
-            }
-            Synced::Close(done) => drop(done.send(())),
-        }
-    }
-}
-
-/// The thread that makes committed batches durable: one fdatasync of the WAL for every batch
-/// that queued up while the previous one ran, then their answers, in order.
-struct Syncer {
-    wal: PathBuf,
-    /// The WAL file and its inode, opened on first use (it exists once something committed).
-    file: Option<(std::fs::File, u64)>,
-    synced_feed: Arc<AtomicI64>,
-    syncs: Arc<AtomicU64>,
-}
-
-impl Syncer {
-    fn start(
-        db: &Path,
-        synced_feed: Arc<AtomicI64>,
-        syncs: Arc<AtomicU64>,
-    ) -> std::io::Result<std::sync::mpsc::Sender<Synced>> {
-        let mut wal = db.as_os_str().to_owned();
-        wal.push("-wal");
-        let mut syncer = Syncer {
-            wal: wal.into(),
-            file: None,
-            synced_feed,
-            syncs,
-        };
-        let (tx, rx) = std::sync::mpsc::channel::<Synced>();
-        std::thread::Builder::new()
-            .name("store-sync".into())
-            .spawn(move || {
-                // Ends when the writer (the only sender) is gone.
-                while let Ok(first) = rx.recv() {
-                    let group: Vec<Synced> = std::iter::once(first).chain(rx.try_iter()).collect();
-                    syncer.settle(group);
-                }
-            })?;
-        Ok(tx)
-    }
-
-    fn settle(&mut self, group: Vec<Synced>) {
-        let needs_sync = group
-            .iter()
-            .any(|b| matches!(b, Synced::Batch { durable: true, .. }));
-        let error = match needs_sync {
-            true => self.sync().err().map(|e| {
-                tracing::error!("store fsync failed: {e}");
-                format!("fsync failed: {e}")
-            }),
-            false => None,
-        };
-        if error.is_none() {
-            let last = group.iter().rev().find_map(|b| match b {
-                Synced::Batch { feed_seq, .. } => *feed_seq,
-                Synced::Close(_) => None,
-            });
-            if let Some(seq) = last {
-                self.synced_feed.fetch_max(seq, Ordering::Release);
-            }
-        }
-        for batch in group {
-            batch.answer(error.as_deref());
-        }
-    }
-
-    /// fdatasync of the WAL. The file is reopened if SQLite replaced it (it deletes the WAL
-    /// when its last connection closes); absent, there is nothing to sync.
-    fn sync(&mut self) -> std::io::Result<()> {
-        use std::os::unix::fs::MetadataExt;
-        let ino = match std::fs::metadata(&self.wal) {
-            Ok(m) => m.ino(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let file = match self.file.take() {
-            Some((f, open)) if open == ino => f,
-            _ => std::fs::OpenOptions::new().write(true).open(&self.wal)?,
-        };
-        let synced = file.sync_data();
-        self.file = Some((file, ino));
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-        synced
-    }
-}
-
-fn last_feed_seq(c: &Connection) -> rusqlite::Result<i64> {
-    c.prepare_cached("SELECT coalesce(max(seq), 0) FROM feed")?
-        .query_row([], |r| r.get(0))
-}
-
 /// An answer held back until the batch it belongs to is durable.
 type Deferred = Box<dyn FnOnce(Option<&str>) + Send>;
 
@@ -643,54 +505,60 @@ impl Writer {
                 }
             }
             let mut close = None;
-            let mut answers: Vec<Deferred> = Vec::with_capacity(ops.len());
+            let mut deferred: Vec<Deferred> = Vec::with_capacity(ops.len());
             let durable = ops.iter().any(Op::must_be_durable);
-            let fed = ops.iter().any(Op::feeds);
-            let begun = run_cached(&self.conn, "BEGIN IMMEDIATE");
+            let begun = self
+                .sync_for(durable)
+                .and_then(|()| run_cached(&self.conn, "BEGIN IMMEDIATE"));
             for op in ops.drain(..) {
                 if let Op::Close(done) = op {
                     close = Some(done);
                     continue;
                 }
                 match &begun {
-                    Ok(()) => answers.push(self.apply(op)),
+                    Ok(()) => deferred.push(self.apply(op)),
                     Err(e) => op.fail(&e.to_string()),
                 }
             }
-            let mut error = None;
-            let mut feed_seq = None;
-            if begun.is_ok() {
-                match run_cached(&self.conn, "COMMIT") {
+            let commit_error = match begun {
+                Ok(()) => match run_cached(&self.conn, "COMMIT") {
                     Ok(()) => {
                         self.commits.fetch_add(1, Ordering::Relaxed);
-                        self.committed(answers.len());
-                        if fed {
-                            feed_seq = last_feed_seq(&self.conn).ok();
+                        if durable {
+                            self.syncs.fetch_add(1, Ordering::Relaxed);
                         }
+                        self.committed(deferred.len());
+                        None
                     }
                     Err(e) => {
                         let _ = self.conn.execute_batch("ROLLBACK");
                         tracing::error!("store commit failed: {e}");
-                        error = Some(e.to_string());
+                        Some(e.to_string())
                     }
-                }
-            }
-            let batch = Synced::Batch {
-                durable: durable && error.is_none(),
-                feed_seq,
-                error,
-                answers,
+                },
+                Err(_) => None,
             };
-            if let Err(lost) = self.syncer.send(batch) {
-                // The syncer thread is gone: nothing can be made durable any more.
-                lost.0.answer(Some("store syncer stopped"));
+            for d in deferred {
+                d(commit_error.as_deref());
             }
             if let Some(done) = close {
-                let _ = self.syncer.send(Synced::Close(done));
+                let _ = done.send(());
                 rx.close();
                 return;
             }
         }
+    }
+
+    /// Sets whether the next commit waits for its fsync. Only batches of leases skip it (see
+    /// [`Op::must_be_durable`]); the next durable commit's fsync covers their WAL frames too,
+    /// because the WAL is only appended to and recovery replays a prefix of it.
+    fn sync_for(&mut self, durable: bool) -> rusqlite::Result<()> {
+        if self.durable != durable {
+            let level = if durable { "FULL" } else { "NORMAL" };
+            self.conn.pragma_update(None, "synchronous", level)?;
+            self.durable = durable;
+        }
+        Ok(())
     }
 
     /// Asks the checkpointer to run once enough has been committed since the last request.
