@@ -5,8 +5,9 @@
 //! message would cap the bus at a few thousand messages per second; one per batch does not.
 //! A batch of nothing but leases commits without waiting for its fsync (see
 //! [`Op::must_be_durable`]), so a query's round trip waits for two fsyncs, not three.
-//! Reads use their own connections, which WAL lets run beside the writer; SQLite shows them a
-//! commit only after its fsync.
+//! Reads use their own connections, which WAL lets run beside the writer. SQLite shows them a
+//! durable commit only after its fsync; a lease-only commit they may see before it is on disk,
+//! as a delivery state that a power cut can turn back to pending.
 //!
 //! Checkpoints (copying the WAL back into the database file, with an fsync of that file) run on
 //! a thread of their own. Left to SQLite's automatic checkpoint they would run inside the
