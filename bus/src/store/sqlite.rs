@@ -851,15 +851,19 @@ mod tests {
         assert_eq!(total, 400);
     }
 
+    /// An empty store in a temporary directory, and a sender and a recipient.
+    fn fresh_store() -> (tempfile::TempDir, SqliteStore, MemberId, MemberId) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(StoreOptions::new(dir.path().join("s.db"))).unwrap();
+        let a = MemberId::parse("GOV/a").unwrap();
+        let b = MemberId::parse("GOV/b").unwrap();
+        (dir, store, a, b)
+    }
+
     /// A 202 and an ack wait for an fsync; a lease does not need one of its own.
     #[tokio::test]
     async fn only_promises_wait_for_the_disk() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(StoreOptions::new(dir.path().join("s.db"))).unwrap();
-        let (a, b) = (
-            MemberId::parse("GOV/a").unwrap(),
-            MemberId::parse("GOV/b").unwrap(),
-        );
+        let (_dir, store, a, b) = fresh_store();
         let m = msg(&a, &b, "1");
         store.append(vec![m.clone()]).await.unwrap();
         assert_eq!(
@@ -880,12 +884,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_conflict_in_a_batch_stores_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(StoreOptions::new(dir.path().join("s.db"))).unwrap();
-        let (a, b) = (
-            MemberId::parse("GOV/a").unwrap(),
-            MemberId::parse("GOV/b").unwrap(),
-        );
+        let (_dir, store, a, b) = fresh_store();
         let first = msg(&a, &b, "1");
         store.append(vec![first.clone()]).await.unwrap();
         let fresh = msg(&a, &b, "2");
