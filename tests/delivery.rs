@@ -94,6 +94,78 @@ async fn a_nack_dead_letters_with_the_reason_for_the_sender() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_batch_ack_settles_a_whole_pull_and_answers_for_each_id() {
+    let bus = Bus::start(&[]);
+    let biz = bus.client(BIZ);
+    let (first, second, never_leased) = (permit(), permit(), permit());
+    for ev in [&first, &second] {
+        assert_status(&biz.send(ev).await.unwrap(), 202);
+    }
+    let dpmptsp = bus.client(DPMPTSP);
+    assert_eq!(leased_ids(&pull_now(&dpmptsp).await).len(), 2);
+    assert_status(&biz.send(&never_leased).await.unwrap(), 202);
+
+    // Bad ids: every one is named, and nothing is acked.
+    let a = dpmptsp
+        .request(
+            reqwest::Method::POST,
+            "/v1/inbox/ack",
+            Some("application/json"),
+            Some(serde_json::to_vec(&json!({ "ids": [id_of(&first), "x", 7] })).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_status(&a, 400);
+    assert_eq!(a.pointers(), ["/ids/1", "/ids/2"]);
+    let s = biz.status(id_of(&first)).await.unwrap();
+    assert_eq!(s.body["status"], "delivered");
+    let empty = dpmptsp
+        .request(
+            reqwest::Method::POST,
+            "/v1/inbox/ack",
+            Some("application/json"),
+            Some(br#"{"ids":[]}"#.to_vec()),
+        )
+        .await
+        .unwrap();
+    assert_status(&empty, 400);
+    assert_eq!(empty.pointers(), ["/ids"]);
+
+    let ids = [
+        id_of(&first),
+        id_of(&second),
+        id_of(&never_leased),
+        id_of(&first),
+    ];
+    let a = dpmptsp.ack_many(&ids).await.unwrap();
+    assert_status(&a, 200);
+    let results = a.body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    for (r, id) in results.iter().zip(ids) {
+        assert_eq!(r["id"], id.to_string());
+    }
+    assert_eq!(results[0]["state"], "acked");
+    assert_eq!(results[1]["state"], "acked");
+    // Still pending: not leased, so not this consumer's to ack yet.
+    assert_eq!(results[2]["problem"]["status"], 404);
+    assert_eq!(
+        results[2]["problem"]["type"],
+        "urn:simpul:problem:not-found"
+    );
+    // The same id twice: acked already, as a repeated single ack would answer.
+    assert_eq!(results[3]["state"], "acked");
+    for ev in [&first, &second] {
+        let s = biz.status(id_of(ev)).await.unwrap();
+        assert_eq!(s.body["status"], "acked");
+    }
+    // Only the message that was never leased comes back.
+    assert_eq!(
+        leased_ids(&pull_now(&dpmptsp).await),
+        [id_of(&never_leased)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn max_attempts_without_ack_dead_letters() {
     let bus = Bus::start(&["--max-attempts", "2"]);
     let biz = bus.client(BIZ);

@@ -265,7 +265,7 @@ pub async fn e2e(o: &Opts) -> anyhow::Result<Vec<Line>> {
 /// What a consumer does with each message it leases.
 #[derive(Clone)]
 enum Settle {
-    /// `POST /v1/inbox/{id}/ack`; latency recorded from the id's time.
+    /// `POST /v1/inbox/ack` with every id of the pull; latency recorded from each id's time.
     Ack,
     /// `POST /v1/queries/{id}/reply` with this body (a query provider).
     Reply(Bytes),
@@ -298,38 +298,66 @@ async fn consume(
                     .collect()
             })
             .unwrap_or_default();
-        let mut set = JoinSet::new();
-        for id in ids {
-            let mut s = conn.stream().context("consumers need h2")?;
-            let settle = settle.clone();
-            set.spawn(async move {
-                let r = match settle {
-                    Settle::Ack => {
-                        let path = format!("/v1/inbox/{id}/ack");
-                        s.expect(StatusCode::OK, Method::POST, &path, None, Bytes::new())
-                            .await
-                    }
-                    Settle::Reply(body) => {
-                        let path = format!("/v1/queries/{id}/reply");
-                        let ct = Some("application/json");
-                        s.expect(StatusCode::OK, Method::POST, &path, ct, body)
-                            .await
-                    }
-                };
-                (id, r)
-            });
-        }
-        while let Some(done) = set.join_next().await {
-            let (id, r) = done?;
-            let now = Instant::now();
-            if now < window.0 || now > window.1 {
-                continue;
+        let done = match &settle {
+            Settle::Ack if ids.is_empty() => Vec::new(),
+            Settle::Ack => {
+                let body = Bytes::from(serde_json::to_vec(&serde_json::json!({ "ids": ids }))?);
+                let ct = Some("application/json");
+                let r = conn
+                    .expect(StatusCode::OK, Method::POST, "/v1/inbox/ack", ct, body)
+                    .await
+                    .and_then(|b| all_acked(&b, ids.len()))
+                    .map_err(|e| format!("{e:#}"));
+                ids.into_iter().map(|id| (id, r.clone())).collect()
             }
+            Settle::Reply(body) => replies(&conn, ids, body).await?,
+        };
+        let now = Instant::now();
+        if now < window.0 || now > window.1 {
+            continue;
+        }
+        for (id, r) in done {
             let latency = since_uuid_time(&id);
-            w.record(r.is_ok(), latency, || format!("{:#}", r.unwrap_err()));
+            w.record(r.is_ok(), latency, || r.unwrap_err());
         }
     }
     Ok(w)
+}
+
+/// Checks that a batch ack answered "acked" for each of its `n` ids.
+fn all_acked(body: &[u8], n: usize) -> anyhow::Result<()> {
+    let v: Value = serde_json::from_slice(body)?;
+    let acked = v["results"]
+        .as_array()
+        .map_or(0, |r| r.iter().filter(|r| r["state"] == "acked").count());
+    anyhow::ensure!(acked == n, "batch ack: {acked} of {n} acked: {v}");
+    Ok(())
+}
+
+/// A provider's replies to the queries of one pull, each on its own h2 stream, concurrently.
+async fn replies(
+    conn: &Conn,
+    ids: Vec<String>,
+    body: &Bytes,
+) -> anyhow::Result<Vec<(String, Result<(), String>)>> {
+    let mut set = JoinSet::new();
+    for id in ids {
+        let mut s = conn.stream().context("providers need h2")?;
+        let body = body.clone();
+        set.spawn(async move {
+            let path = format!("/v1/queries/{id}/reply");
+            let ct = Some("application/json");
+            let r = s
+                .expect(StatusCode::OK, Method::POST, &path, ct, body)
+                .await;
+            (id, r.map(drop).map_err(|e| format!("{e:#}")))
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(done) = set.join_next().await {
+        out.push(done?);
+    }
+    Ok(out)
 }
 
 /// Time since a UUIDv7's embedded timestamp (millisecond resolution).

@@ -172,6 +172,18 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/inbox/ack`: acks every id in one request (`{"results":[…]}`, one per id).
+    pub async fn ack_many(&self, ids: &[Uuid]) -> Result<Answer, ClientError> {
+        let body = serde_json::to_vec(&serde_json::json!({ "ids": ids })).unwrap_or_default();
+        self.request(
+            Method::POST,
+            "/v1/inbox/ack",
+            Some("application/json"),
+            Some(body),
+        )
+        .await
+    }
+
     pub async fn nack(&self, id: Uuid, reason: &str) -> Result<Answer, ClientError> {
         let body = serde_json::to_vec(&serde_json::json!({ "reason": reason })).unwrap_or_default();
         self.request(

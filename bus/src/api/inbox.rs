@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::{SharedState, malformed, parse_id};
 use crate::error::ApiError;
 use crate::identity::Peer;
+use crate::problem::FieldError;
 use crate::store::{LeaseRequest, Settled};
 
 /// How often a waiting poll looks again for leases that ran out (arrivals wake it at once).
@@ -87,8 +88,68 @@ pub async fn ack(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
-    let outcome = st.store.ack(&peer.member, id).await?;
-    settled(outcome, id, &peer, "acked")
+    let outcome = st.store.ack(&peer.member, vec![id]).await?;
+    settled(outcome[0], id, &peer, "acked")
+}
+
+/// Most ids in one `POST /v1/inbox/ack`: ten pulls of the largest size.
+const MAX_ACKS: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+pub struct AckBody {
+    /// Taken as JSON values so that every id that is not one can be named.
+    ids: Vec<Value>,
+}
+
+/// `POST /v1/inbox/ack`: acks every id of a pull in one request and one commit, so a consumer
+/// on a slow link does not pay a round trip per message. Each id gets its own answer, the same
+/// as `POST /v1/inbox/{id}/ack` would give: a state, or a problem (not found, conflict).
+pub async fn ack_many(
+    State(st): State<SharedState>,
+    peer: Peer,
+    body: Result<Json<AckBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(malformed)?;
+    let ids = parse_ids(&body.ids)?;
+    let outcomes = st.store.ack(&peer.member, ids.clone()).await?;
+    let results: Vec<Value> = ids
+        .into_iter()
+        .zip(outcomes)
+        .map(|(id, o)| match settled(o, id, &peer, "acked") {
+            Ok(Json(v)) => v,
+            Err(e) => json!({ "id": id, "problem": e.problem() }),
+        })
+        .collect();
+    Ok(Json(json!({ "results": results })))
+}
+
+/// The ids of a batch ack, or a problem naming every one that is not a message id.
+fn parse_ids(values: &[Value]) -> Result<Vec<uuid::Uuid>, ApiError> {
+    if values.is_empty() || values.len() > MAX_ACKS {
+        return Err(ApiError::Malformed {
+            detail: format!("a batch ack holds 1 to {MAX_ACKS} message ids"),
+            errors: vec![FieldError::new("/ids", "has too few or too many ids")],
+        });
+    }
+    let mut ids = Vec::with_capacity(values.len());
+    let mut errors = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        match v.as_str().map(uuid::Uuid::parse_str) {
+            Some(Ok(id)) => ids.push(id),
+            _ => errors.push(FieldError::new(
+                format!("/ids/{i}"),
+                "must be a message id (a UUID string)",
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(ids)
+    } else {
+        Err(ApiError::Malformed {
+            detail: "invalid message ids; nothing was acked".into(),
+            errors,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,10 +169,7 @@ pub async fn nack(
     if reason.is_empty() || reason.len() > 2000 {
         return Err(ApiError::Malformed {
             detail: "a nack needs a reason".into(),
-            errors: vec![crate::problem::FieldError::new(
-                "/reason",
-                "must be 1 to 2000 bytes",
-            )],
+            errors: vec![FieldError::new("/reason", "must be 1 to 2000 bytes")],
         });
     }
     // The reason is shown to the sender and may be logged: mask personal identifiers in it.

@@ -107,6 +107,7 @@ pub fn app(state: SharedState) -> Router {
         .route("/v1/messages/{id}", get(messages::status))
         .route("/v1/queries/{id}/reply", post(queries::reply))
         .route("/v1/inbox", get(inbox::pull))
+        .route("/v1/inbox/ack", post(inbox::ack_many))
         .route("/v1/inbox/{id}/ack", post(inbox::ack))
         .route("/v1/inbox/{id}/nack", post(inbox::nack))
         .route("/v1/feeds/{type}", get(feeds::read))

@@ -134,6 +134,8 @@ pub struct LeaseRequest {
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Makes the batch durable before returning: a caller may answer 202 on `Ok(Stored)`.
+    /// A batch of queries only, which no one is answered for until the reply is stored, may
+    /// become durable with that reply instead.
     async fn append(&self, batch: Vec<NewMessage>) -> Result<AppendOutcome, StoreError>;
     /// Leases up to `req.max` messages from `member`'s inbox, dead-lettering those whose
     /// lease ran out `req.max_attempts` times.
@@ -141,7 +143,8 @@ pub trait Store: Send + Sync + 'static {
     /// Whether a lease for `member` would find anything now: a read, so waiting consumers can
     /// look often without taking the writer's time.
     async fn has_ready(&self, member: &MemberId) -> Result<bool, StoreError>;
-    async fn ack(&self, member: &MemberId, id: Uuid) -> Result<Settled, StoreError>;
+    /// Acks each of `ids` in `member`'s inbox, all in one durable commit, answering for each.
+    async fn ack(&self, member: &MemberId, ids: Vec<Uuid>) -> Result<Vec<Settled>, StoreError>;
     /// Dead-letters the message for `member`, recording `reason` for its sender.
     async fn nack(&self, member: &MemberId, id: Uuid, reason: &str) -> Result<Settled, StoreError>;
     /// Stores a provider's reply to a query and settles the provider's delivery.

@@ -3,11 +3,12 @@
 //! Every write goes through a single writer thread that drains its queue into one transaction
 //! and fsyncs once (`synchronous=FULL`), then answers every caller of that batch. One fsync per
 //! message would cap the bus at a few thousand messages per second; one per batch does not.
-//! A batch of nothing but leases commits without waiting for its fsync (see
-//! [`Op::must_be_durable`]), so a query's round trip waits for two fsyncs, not three.
+//! A batch of nothing but leases and queries commits without waiting for its fsync (see
+//! [`Op::must_be_durable`]), so a query's round trip waits for one fsync, its reply's, not three.
 //! Reads use their own connections, which WAL lets run beside the writer. SQLite shows them a
-//! durable commit only after its fsync; a lease-only commit they may see before it is on disk,
-//! as a delivery state that a power cut can turn back to pending.
+//! durable commit only after its fsync; such a commit they may see before it is on disk: a
+//! delivery state that a power cut can turn back to pending, or a query that it can lose before
+//! anyone had its answer.
 //!
 //! Checkpoints (copying the WAL back into the database file, with an fsync of that file) run on
 //! a thread of their own. Left to SQLite's automatic checkpoint they would run inside the
@@ -31,6 +32,7 @@ use super::{
     MessageRecord, NewMessage, ReplyOutcome, Settled, Store, StoreError,
 };
 use crate::identity::MemberId;
+use crate::registry::Kind;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages(
@@ -94,11 +96,12 @@ type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
 enum Op {
     Append(Vec<NewMessage>, Answer<AppendOutcome>),
     Lease(MemberId, LeaseRequest, Answer<Vec<Leased>>),
+    /// Acks (or, with a reason, nacks) each of `ids`: one commit for a consumer's whole pull.
     Settle {
         member: MemberId,
-        id: Uuid,
+        ids: Vec<Uuid>,
         nack: Option<String>,
-        answer: Answer<Settled>,
+        answer: Answer<Vec<Settled>>,
     },
     Reply {
         provider: MemberId,
@@ -110,14 +113,25 @@ enum Op {
 }
 
 impl Op {
-    /// Whether the caller may only be answered once the operation itself is fsynced. A lease
-    /// need not be: lost in a power cut, it only makes the message visible again, which
-    /// at-least-once delivery allows (a dead letter it wrote for a message out of attempts is
-    /// written again by the next lease), and the consumer's ack is durable, its fsync covering
-    /// the lease before it. Everything else is someone's promise (a 202, an ack, a reply, a
-    /// nack). A lease only ever sees messages whose append was synced before it was answered.
+    /// Whether the caller may only be answered once the operation itself is fsynced.
+    ///
+    /// Two kinds of write need not be, because no one is promised anything until a later
+    /// durable commit, whose fsync covers them too (the WAL is only appended to, and recovery
+    /// replays a prefix of it):
+    /// - A lease. Lost in a power cut, it only makes the message visible again, which
+    ///   at-least-once delivery allows (a dead letter it wrote for a message out of attempts is
+    ///   written again by the next lease); the consumer's ack is durable.
+    /// - The append of queries. A query's only answer is its reply (or the provider's nack),
+    ///   and that is synced before the requester hears it. A power cut before then loses a
+    ///   question no one has had an answer to, which the requester's retry asks again.
+    ///
+    /// Everything else is someone's promise: a 202, an ack, a reply, a nack.
     fn must_be_durable(&self) -> bool {
-        !matches!(self, Op::Lease(..) | Op::Close(_))
+        match self {
+            Op::Lease(..) | Op::Close(_) => false,
+            Op::Append(batch, _) => batch.iter().any(|m| m.kind != Kind::Query),
+            Op::Settle { .. } | Op::Reply { .. } => true,
+        }
     }
 
     /// Answers the caller with `Unavailable` without running the operation.
@@ -277,11 +291,11 @@ impl Store for SqliteStore {
         self.submit(|a| Op::Lease(member, req, a)).await
     }
 
-    async fn ack(&self, member: &MemberId, id: Uuid) -> Result<Settled, StoreError> {
+    async fn ack(&self, member: &MemberId, ids: Vec<Uuid>) -> Result<Vec<Settled>, StoreError> {
         let member = member.clone();
         self.submit(|answer| Op::Settle {
             member,
-            id,
+            ids,
             nack: None,
             answer,
         })
@@ -290,13 +304,15 @@ impl Store for SqliteStore {
 
     async fn nack(&self, member: &MemberId, id: Uuid, reason: &str) -> Result<Settled, StoreError> {
         let (member, nack) = (member.clone(), Some(reason.to_owned()));
-        self.submit(|answer| Op::Settle {
-            member,
-            id,
-            nack,
-            answer,
-        })
-        .await
+        let settled = self
+            .submit(|answer| Op::Settle {
+                member,
+                ids: vec![id],
+                nack,
+                answer,
+            })
+            .await?;
+        Ok(settled[0])
     }
 
     async fn reply(
@@ -594,12 +610,17 @@ impl Writer {
             }
             Op::Settle {
                 member,
-                id,
+                ids,
                 nack,
                 answer,
             } => defer(
                 answer,
-                savepoint(c, |c| settle(c, &member, id, nack.as_deref()).map(keep)),
+                savepoint(c, |c| {
+                    ids.iter()
+                        .map(|id| settle(c, &member, *id, nack.as_deref()))
+                        .collect::<rusqlite::Result<_>>()
+                        .map(keep)
+                }),
             ),
             Op::Reply {
                 provider,
@@ -793,7 +814,6 @@ fn reply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::Kind;
 
     fn msg(sender: &MemberId, to: &MemberId, body: &str) -> NewMessage {
         NewMessage {
@@ -860,7 +880,8 @@ mod tests {
         (dir, store, a, b)
     }
 
-    /// A 202 and an ack wait for an fsync; a lease does not need one of its own.
+    /// A 202, an ack and a reply wait for an fsync; a lease and a query's append do not need one
+    /// of their own.
     #[tokio::test]
     async fn only_promises_wait_for_the_disk() {
         let (_dir, store, a, b) = fresh_store();
@@ -878,8 +899,19 @@ mod tests {
         };
         assert_eq!(store.lease(&b, req).await.unwrap().len(), 1);
         assert_eq!(store.syncs(), 1, "a lease alone is not synced");
-        assert_eq!(store.ack(&b, m.id).await.unwrap(), Settled::Done);
+        assert_eq!(store.ack(&b, vec![m.id]).await.unwrap(), [Settled::Done]);
         assert_eq!(store.syncs(), 2, "an ack is synced before it is answered");
+
+        let q = NewMessage {
+            kind: Kind::Query,
+            ..msg(&a, &b, "2")
+        };
+        store.append(vec![q.clone()]).await.unwrap();
+        assert_eq!(store.syncs(), 2, "a query waits for its reply's sync");
+        assert_eq!(store.lease(&b, req).await.unwrap().len(), 1);
+        let out = store.reply(&b, q.id, "{}".into()).await.unwrap();
+        assert_eq!(out, ReplyOutcome::Stored);
+        assert_eq!(store.syncs(), 3, "a reply is synced before it is answered");
     }
 
     #[tokio::test]
