@@ -17,6 +17,10 @@ pub struct Line {
     pub ratio_to_echo: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p999_ms: Option<f64>,
+    /// Fixed rate only: how late the generator's timer sent requests on idle connections
+    /// (not counted in the latencies; see `load`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timer_late_p99_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub echo_p50_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,6 +85,7 @@ impl Line {
         self.p50_ms = finite(bus.pct_ms(50.0));
         self.p99_ms = finite(bus.pct_ms(99.0));
         self.p999_ms = finite(bus.pct_ms(99.9));
+        self.timer_late_p99_ms = finite(bus.timer_late_ms(99.0));
         self.errors = bus.errors;
         self.first_error = bus.first_error.clone();
         if let Some(e) = echo {
