@@ -21,6 +21,9 @@ for s in "${scenarios[@]}"; do
   esac
   for i in $(seq "$RUNS"); do
     echo "== $s run $i/$RUNS; load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-    "$BIN" run --scenario "$s" "${COMMON[@]}" "${extra[@]}" | tee -a "bench/results/$s.jsonl"
+    order=()
+    # growth: the two registries in alternating order, so neither is always the second bus.
+    [ "$s" = growth ] && { [ $((i % 2)) = 1 ] && order=(--members 10,10000) || order=(--members 10000,10); }
+    "$BIN" run --scenario "$s" "${COMMON[@]}" "${extra[@]}" "${order[@]}" | tee -a "bench/results/$s.jsonl"
   done
 done

@@ -436,7 +436,8 @@ pub async fn batch(o: &Opts) -> anyhow::Result<Vec<Line>> {
 }
 
 /// (e) Growth in the registry: the same 1 KiB message on registries of each size in
-/// `members` (members = types). Each line has its ratio to the first (smallest) registry.
+/// `members` (members = types), in the order given. Every line but the smallest registry's has
+/// its ratio to that one.
 pub async fn growth(o: &Opts) -> anyhow::Result<Vec<Line>> {
     let t = payload::generated(&generate::type_name(0), o.size);
     let sender = generate::member(0).to_string();
@@ -459,10 +460,21 @@ pub async fn growth(o: &Opts) -> anyhow::Result<Vec<Line>> {
         line.startup_ms = Some(bus.startup.as_secs_f64() * 1000.0);
         line.bus_cpu_s = Some(bus.cpu_seconds()? - cpu);
         line.payload_bytes = Some(t.len());
-        if let (Some(first), Some(me)) = (lines.first(), line.msgs_per_s) {
-            line.ratio_to_baseline = first.msgs_per_s.map(|b| (me / b * 1000.0).round() / 1000.0);
-        }
         lines.push(line);
+    }
+    // Against the smallest registry, whatever order they ran in: `bench/run-all.sh` alternates
+    // the order between runs, so that whatever the first bus leaves behind (the kernel still
+    // writing its data dir back, a warmer machine) does not always fall on the same side.
+    let smallest = lines
+        .iter()
+        .min_by_key(|l| l.registry_members)
+        .and_then(|l| l.msgs_per_s);
+    for l in &mut lines {
+        if let (Some(b), Some(me)) = (smallest, l.msgs_per_s)
+            && l.registry_members != o.members.iter().min().copied()
+        {
+            l.ratio_to_baseline = Some((me / b * 1000.0).round() / 1000.0);
+        }
     }
     Ok(lines)
 }
