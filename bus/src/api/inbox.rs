@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -16,7 +16,7 @@ use super::{SharedState, malformed, parse_id};
 use crate::error::ApiError;
 use crate::identity::Peer;
 use crate::problem::FieldError;
-use crate::store::{LeaseRequest, Settled};
+use crate::store::{LeaseRequest, Leased, Settled};
 
 /// How often a waiting poll looks again for leases that ran out (arrivals wake it at once).
 const RECHECK: Duration = Duration::from_millis(250);
@@ -31,11 +31,18 @@ pub struct PullParams {
     lease: Option<u64>,
 }
 
+/// A pull's answer, serialised straight from the stored envelopes: through `json!` each one
+/// would be parsed into a `Value` and printed again.
+#[derive(Debug, Serialize)]
+pub struct Pulled {
+    messages: Vec<Leased>,
+}
+
 pub async fn pull(
     State(st): State<SharedState>,
     peer: Peer,
     params: Result<Query<PullParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Pulled>, ApiError> {
     let Query(p) = params.map_err(malformed)?;
     let cfg = &st.config;
     let req = LeaseRequest {
@@ -68,7 +75,7 @@ pub async fn pull(
         };
         let now = Instant::now();
         if !messages.is_empty() || now >= deadline || *closing.borrow() {
-            return Ok(Json(json!({ "messages": messages })));
+            return Ok(Json(Pulled { messages }));
         }
         if !parked {
             tracing::debug!(member = %peer.member, ?wait, "waiting for messages");
