@@ -231,7 +231,7 @@ pub async fn e2e(o: &Opts) -> anyhow::Result<Vec<Line>> {
     let echo = env.echo(o, PORTAL, &t, Rate::Max).await?;
     let bus = env.bus("e2e", o.max_body)?;
     let producer = env.target(&bus, PORTAL, o.proto)?;
-    // Consumers use h2 so that a pulled batch is acked concurrently over one connection.
+    // Consumers on h2, like the query providers; each pull is acked with one batch ack.
     let consumer = env.target(&bus, DUKCAPIL, Proto::H2)?;
     let start = Instant::now();
     let window = (start + o.warmup, start + o.warmup + o.duration);

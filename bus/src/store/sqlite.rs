@@ -4,7 +4,7 @@
 //! and fsyncs once (`synchronous=FULL`), then answers every caller of that batch. One fsync per
 //! message would cap the bus at a few thousand messages per second; one per batch does not.
 //! A batch of nothing but leases and queries commits without waiting for its fsync (see
-//! [`Op::must_be_durable`]), so a query's round trip waits for one fsync, its reply's, not three.
+//! [`Op::must_be_durable`]), so a query's round trip waits for one fsync: its reply's.
 //! Reads use their own connections, which WAL lets run beside the writer. SQLite shows them a
 //! durable commit only after its fsync; such a commit they may see before it is on disk: a
 //! delivery state that a power cut can turn back to pending, or a query that it can lose before
