@@ -264,7 +264,6 @@ pub async fn e2e(o: &Opts) -> anyhow::Result<Vec<Line>> {
 }
 
 /// What a consumer does with each message it leases.
-#[derive(Clone)]
 enum Settle {
     /// `POST /v1/inbox/ack` with every id of the pull; latency recorded from each id's time.
     Ack,
