@@ -12,7 +12,7 @@ use bus::formats::Format;
 use bus::identity::MemberId;
 use bus::pki::{DevCa, Validity};
 use bus::registry::Registry;
-use bus::server::{ServeOptions, serve};
+use bus::server::{ConnOptions, ServeOptions, serve};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -91,6 +91,33 @@ struct ServeArgs {
     /// Milliseconds a write waits on a locked store before answering 503.
     #[arg(long, default_value_t = 2000)]
     store_busy_timeout_ms: u64,
+    /// Bytes of request bodies (decompressed) held in memory at once; over it, 503.
+    #[arg(long, default_value_t = 256 << 20)]
+    max_buffered: usize,
+    /// Seconds for a request's headers to arrive (HTTP/1.1).
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds for a whole request body to arrive; then 408.
+    #[arg(long, default_value_t = 30)]
+    body_timeout: u64,
+    /// Seconds a connection may sit without a request before it is closed.
+    #[arg(long, default_value_t = 60)]
+    idle_timeout: u64,
+    /// Seconds after which a connection is closed gracefully (clients reconnect).
+    #[arg(long, default_value_t = 600)]
+    max_connection_age: u64,
+    /// Seconds between h2 keep-alive pings (an unanswered ping closes the connection).
+    #[arg(long, default_value_t = 30)]
+    h2_ping: u64,
+    /// Long polls one member may have waiting at once; over it, 429.
+    #[arg(long, default_value_t = 8)]
+    max_long_polls: usize,
+    /// Queries one member may have waiting for a reply at once; over it, 429.
+    #[arg(long, default_value_t = 64)]
+    max_queries: usize,
+    /// Seconds past its nextUpdate that a CRL is still trusted.
+    #[arg(long, default_value_t = 0)]
+    crl_grace: u64,
 }
 
 #[derive(Subcommand)]
@@ -121,6 +148,14 @@ enum CertsCommand {
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
     },
+    /// Re-sign the development CRL with a new nextUpdate (the same revocations).
+    CrlRefresh {
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// Hours until the CRL's nextUpdate.
+        #[arg(long, default_value_t = 168)]
+        hours: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -142,6 +177,9 @@ struct CheckArgs {
     /// Check a query's response payload instead of its request.
     #[arg(long)]
     response: bool,
+    /// Check a whole CloudEvent as sent by this member (its producer rights too).
+    #[arg(long = "as", value_name = "MEMBER")]
+    as_member: Option<String>,
     #[arg(long, default_value = "registry.toml", env = "SIMPUL_REGISTRY")]
     registry: PathBuf,
 }
@@ -177,6 +215,7 @@ impl Cli {
 }
 
 fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let secs = Duration::from_secs;
     let opts = ServeOptions {
         registry: a.registry,
         certs: a.certs,
@@ -184,15 +223,26 @@ fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         listen: a.listen,
         api: ApiConfig {
             max_body: a.max_body,
-            query_timeout: Duration::from_secs(a.query_timeout),
+            query_timeout: secs(a.query_timeout),
             max_attempts: a.max_attempts.max(1),
-            default_lease: Duration::from_secs(a.lease.max(1)),
+            default_lease: secs(a.lease.clamp(1, 3600)),
             max_inflight: a.max_inflight.max(1),
+            max_buffered: a.max_buffered.max(a.max_body),
+            body_timeout: secs(a.body_timeout.max(1)),
+            max_long_polls: a.max_long_polls.max(1),
+            max_queries: a.max_queries.max(1),
             ..ApiConfig::default()
         },
-        handshake_timeout: Duration::from_secs(a.handshake_timeout.max(1)),
+        conn: ConnOptions {
+            header_timeout: secs(a.header_timeout.max(1)),
+            idle_timeout: secs(a.idle_timeout.max(1)),
+            max_age: secs(a.max_connection_age.max(1)),
+            h2_ping: secs(a.h2_ping.max(1)),
+        },
+        handshake_timeout: secs(a.handshake_timeout.max(1)),
         max_connections: a.max_connections.max(1),
         store_busy_timeout: Duration::from_millis(a.store_busy_timeout_ms),
+        crl_grace: secs(a.crl_grace),
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(serve(opts, shutdown_signal()))?;
@@ -252,6 +302,13 @@ fn run_certs(c: CertsCommand) -> anyhow::Result<ExitCode> {
             let paths = DevCa::load(&dir)?.issue(&instance, &id, Validity::days(days))?;
             println!("{}\n{}", paths.cert.display(), paths.key.display());
         }
+        CertsCommand::CrlRefresh { dir, hours } => {
+            DevCa::load(&dir)?.refresh_crl_for(Duration::from_secs(hours * 3600))?;
+            println!(
+                "CRL re-signed at {}, next update in {hours} h",
+                dir.join("crl.pem").display()
+            );
+        }
         CertsCommand::Revoke { member, dir } => {
             let id = MemberId::parse(&member)?;
             DevCa::load(&dir)?.revoke(&id)?;
@@ -283,6 +340,12 @@ fn run_check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     let type_ = a.type_.context("a message type is required")?;
     let registry = Registry::load(&a.registry)?;
+    let sender = a.as_member.as_deref().map(MemberId::parse).transpose()?;
+    if let Some(m) = &sender
+        && registry.member(m).is_none()
+    {
+        bail!("{m} is not a member in {}", a.registry.display());
+    }
     let mut text = Vec::new();
     match a.file.as_deref() {
         None => std::io::stdin().read_to_end(&mut text)?,
@@ -297,7 +360,9 @@ fn run_check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             detail: format!("not valid JSON: {e}"),
             errors: Vec::new(),
         })
-        .and_then(|doc| bus::check::check_payload(&registry, &type_, doc, a.response));
+        .and_then(|doc| {
+            bus::check::check_payload(&registry, &type_, doc, a.response, sender.as_ref())
+        });
     match result {
         Ok(warnings) => {
             println!(

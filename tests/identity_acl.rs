@@ -170,7 +170,9 @@ async fn a_member_cannot_read_or_settle_another_members_inbox() {
         )
         .await
         .unwrap();
-    assert_status(&a, 200);
+    // Unknown parameters are refused outright, naming the parameter; nothing is leased.
+    assert_status(&a, 400);
+    assert!(a.body["detail"].as_str().unwrap().contains("member"));
     assert!(leased_ids(&a).is_empty());
     let dpmptsp = bus.client(DPMPTSP);
     let got = pull_now(&dpmptsp).await;
@@ -215,4 +217,34 @@ async fn feeds_are_readable_only_by_their_consumers_and_producers() {
         .await
         .unwrap();
     assert_status(&a, 200);
+}
+
+/// Ids belong to their sender: another member's earlier use of an id neither blocks nor
+/// reveals mine, and its status is not mine to read.
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_belong_to_their_sender() {
+    let bus = Bus::start(&[]);
+    let (biz, biz2) = (bus.client(BIZ), bus.client(BIZ2));
+    let theirs = permit();
+    let mut squatted = theirs.clone();
+    squatted["data"]["nib"] = serde_json::json!("9120000654321");
+    // The other business stores a message under the id first, with other content.
+    assert_status(&biz2.send(&squatted).await.unwrap(), 202);
+    let mine = biz.send(&theirs).await.unwrap();
+    assert_status(&mine, 202);
+    assert_eq!(mine.body["status"], "accepted");
+    // Each sees only its own message under that id.
+    let s = biz.status(id_of(&theirs)).await.unwrap();
+    assert_eq!(s.body["source"], BIZ);
+    assert_status(
+        &bus.client(PORTAL).status(id_of(&theirs)).await.unwrap(),
+        404,
+    );
+    // A batch that reuses another member's id is accepted, revealing nothing.
+    let mut batch_ev = permit();
+    batch_ev["id"] = theirs["id"].clone();
+    batch_ev["data"]["nib"] = serde_json::json!("9120000654321");
+    let dup = biz2.send_batch(&[permit(), batch_ev]).await.unwrap();
+    assert_status(&dup, 202);
+    assert_eq!(dup.body["results"][1]["status"], "duplicate");
 }

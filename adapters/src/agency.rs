@@ -1,10 +1,11 @@
-//! What every adapter shares: the [`Agency`] description, errors, and deterministic ids.
+//! What every adapter shares: the [`Agency`] description, errors, envelopes and the run loop.
+//! Deterministic event ids come from the adapter's [`IdKey`](crate::idkey::IdKey).
 
 use bus::client::ClientError;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::idkey::IdKeyError;
 use crate::outbox::OutboxError;
 
 /// The part of an adapter the registry must agree with. A test checks every adapter's lists
@@ -89,6 +90,8 @@ pub enum AdapterError {
     Refused { status: u16, detail: String },
     #[error("outbox: {0}")]
     Outbox(#[from] OutboxError),
+    #[error(transparent)]
+    IdKey(#[from] IdKeyError),
     #[error("native system: {0}")]
     Native(String),
     #[error(transparent)]
@@ -101,22 +104,6 @@ impl From<rusqlite::Error> for AdapterError {
     fn from(e: rusqlite::Error) -> Self {
         AdapterError::Native(e.to_string())
     }
-}
-
-/// A UUID derived from the natural key of a native record (UUIDv8 over SHA-256).
-///
-/// Re-importing the same export yields the same ids, so the bus's idempotency drops the
-/// repeats; no local bookkeeping of "what did I already send" is needed for correctness.
-pub fn derived_id(parts: &[&str]) -> Uuid {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_be_bytes());
-        h.update(p.as_bytes());
-    }
-    let d = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    Uuid::new_v8(b)
 }
 
 /// A CloudEvent ready to send. `to` is for messages; events and queries leave it out.

@@ -18,6 +18,7 @@ pub mod agency;
 pub mod demo;
 pub mod eabsen;
 pub mod hr;
+pub mod idkey;
 pub mod link;
 pub mod normal;
 pub mod outbox;
@@ -27,3 +28,4 @@ pub mod sipanse;
 pub mod trace;
 
 pub use agency::{AdapterError, Agency, MappingError};
+pub use idkey::IdKey;

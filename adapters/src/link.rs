@@ -1,4 +1,5 @@
-//! An adapter's link to the bus: its mTLS client, its durable outbox and the trace.
+//! An adapter's link to the bus: its mTLS client, its durable outbox, the key its event ids
+//! are derived under, and the trace.
 //!
 //! Everything an adapter sends that is not a synchronous query goes through the outbox, so
 //! the agency system never waits on the network and never loses a record when the link drops.
@@ -13,6 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::agency::{AdapterError, envelope};
+use crate::idkey::IdKey;
 use crate::outbox::{ForwardOptions, Forwarded, Outbox};
 use crate::trace::Trace;
 
@@ -30,6 +32,10 @@ pub struct Link {
     pub member: MemberId,
     client: RwLock<Client>,
     pub outbox: Outbox,
+    /// The secret the adapter derives its event ids under ([`IdKey::derive`]), kept next to
+    /// the outbox ([`IdKey::path_for`]). Every adapter takes it from here, so every derived id
+    /// is keyed; replace it to use a key provisioned elsewhere.
+    pub ids: IdKey,
     pub trace: Trace,
     /// Batch size and compression of forwards (gzip on by default: offices are on slow links).
     pub forward: ForwardOptions,
@@ -37,6 +43,9 @@ pub struct Link {
 
 impl Link {
     /// A link using the dev PKI layout (`certs/ca.pem`, `certs/members/<member>.pem`).
+    ///
+    /// Opens (or creates) the outbox database at `outbox`, and the member's id key next to it
+    /// (created on first run; see [`crate::idkey`]).
     pub fn open(
         base: &str,
         certs: &Path,
@@ -46,10 +55,12 @@ impl Link {
     ) -> Result<Link, AdapterError> {
         let member = MemberId::parse(member).map_err(|e| AdapterError::Protocol(e.to_string()))?;
         let client = Client::for_member(base, certs, &member)?;
+        let ids = IdKey::load_or_create(&IdKey::path_for(outbox, member.as_str()))?;
         Ok(Link {
             member,
             client: RwLock::new(client),
             outbox: Outbox::open(outbox)?,
+            ids,
             trace,
             forward: ForwardOptions::default(),
         })

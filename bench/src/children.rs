@@ -18,7 +18,6 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use bus::api::ApiConfig;
-use bus::identity::Peer;
 use bus::server::ServeOptions;
 use bus::tls::{TlsListener, TlsSettings};
 
@@ -40,10 +39,8 @@ pub fn bus(
             max_body,
             ..ApiConfig::default()
         },
-        // `simpul serve`'s defaults (src/cli.rs).
-        handshake_timeout: Duration::from_secs(10),
-        max_connections: 10_000,
-        store_busy_timeout: Duration::from_millis(2000),
+        // Otherwise `simpul serve`'s defaults.
+        ..ServeOptions::default()
     };
     let rt = tokio::runtime::Runtime::new()?;
     // The parent kills this process when done; there is nothing to flush that matters.
@@ -61,18 +58,23 @@ pub fn echo(certs: &Path, instance: &str) -> anyhow::Result<()> {
         instance: instance.to_owned(),
         handshake_timeout: Duration::from_secs(10),
         max_connections: 10_000,
+        crl_grace: Duration::ZERO,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         // Everyone with a certificate from the CA counts as a member: the echo has no registry.
         let tls = bus::tls::server_config(&settings, Arc::new(|_| true))?;
         let addr: SocketAddr = LOCALHOST_ANY_PORT.parse()?;
-        let listener = TlsListener::bind(addr, tls, &settings).await?;
+        let listener = TlsListener::bind(addr, tls.config, &settings).await?;
         println!("simpul listening on https://{}", listener.local_addr()?);
         let app = Router::new()
             .route("/v1/messages", post(echo_handler))
             .route("/readyz", get(|| async { "ready" }));
-        axum::serve(listener, app.into_make_service_with_connect_info::<Peer>()).await?;
+        // The bus's own connection handling (timer, lifetimes, revocation), so the ceiling
+        // pays what the bus pays.
+        let (_never, shutdown) = tokio::sync::watch::channel(false);
+        let conn = bus::server::ConnOptions::default();
+        bus::server::serve_connections(listener, app, conn, Some(tls.verifier), shutdown).await;
         anyhow::Ok(())
     })
 }

@@ -5,24 +5,37 @@ use std::io::{BufRead, Write};
 
 use serde_json::{Value, json};
 
-use crate::envelope::Envelope;
+use crate::core::ingest;
 use crate::error::ApiError;
 use crate::formats::Format;
+use crate::identity::MemberId;
 use crate::problem::FieldError;
 use crate::registry::Registry;
 
 /// Validates a payload of `type_` as the bus would. A document with `specversion` is taken as
-/// a whole CloudEvent (envelope checked too, field pointers from the event root); anything else
-/// is taken as the `data` payload. `response` checks a query's response payload instead.
+/// a whole CloudEvent and goes through the bus's own ingest rules (envelope and attribute
+/// types, canonical id, `dataschema`, `to`, and the producer ACL when `sender` is given), with
+/// field pointers from the event root; anything else is taken as the `data` payload.
+/// `response` checks a query's response payload instead.
 pub fn check_payload(
     registry: &Registry,
     type_: &str,
     doc: Value,
     response: bool,
+    sender: Option<&MemberId>,
 ) -> Result<Vec<FieldError>, ApiError> {
     let def = registry
         .type_def(type_)
         .ok_or_else(|| ApiError::UnknownType(type_.to_owned()))?;
+    if !response && doc.get("specversion").is_some() {
+        if doc.get("type").and_then(Value::as_str) != Some(type_) {
+            return Err(ApiError::Malformed {
+                detail: "the event is of another type".into(),
+                errors: vec![FieldError::new("/type", format!("expected {type_}"))],
+            });
+        }
+        return Ok(ingest::check(registry, doc, sender)?.warnings);
+    }
     let schema = if response {
         def.response_schema.as_ref().ok_or_else(|| {
             ApiError::NotFound(format!("{type_} is not a query and has no response schema"))
@@ -30,42 +43,13 @@ pub fn check_payload(
     } else {
         &def.schema
     };
-    let is_event = doc.get("specversion").is_some();
-    let (data, prefix) = if is_event {
-        let env = Envelope::parse(doc, None, &registry.instance).map_err(|errors| {
-            ApiError::Malformed {
-                detail: "invalid CloudEvents envelope".into(),
-                errors,
-            }
-        })?;
-        if env.type_ != type_ {
-            return Err(ApiError::Malformed {
-                detail: "the event is of another type".into(),
-                errors: vec![FieldError::new("/type", format!("expected {type_}"))],
-            });
-        }
-        (
-            env.attrs.get("data").cloned().unwrap_or(Value::Null),
-            "/data",
-        )
-    } else {
-        (doc, "")
-    };
-    let verdict = schema.validate(&data);
+    let verdict = schema.validate(&doc);
     if !verdict.errors.is_empty() {
         return Err(ApiError::Schema {
-            errors: verdict
-                .errors
-                .into_iter()
-                .map(|e| e.prefixed(prefix))
-                .collect(),
+            errors: verdict.errors,
         });
     }
-    Ok(verdict
-        .warnings
-        .into_iter()
-        .map(|w| w.prefixed(prefix))
-        .collect())
+    Ok(verdict.warnings)
 }
 
 /// Checks one value per input line (the line's exact content, without its newline) and writes

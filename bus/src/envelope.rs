@@ -2,8 +2,13 @@
 //!
 //! The bus trusts nothing in the envelope about *who* sent it: `source` is filled from the
 //! certificate, and a `source` that names someone else is refused.
+//!
+//! Parsing is strict about attribute types, because whatever is stored is delivered: a
+//! `subject` that is an object would reach every consumer, who is promised the CloudEvents
+//! types. `null` means "absent", as the JSON format says, and is dropped before any check.
 
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::identity::MemberId;
@@ -12,15 +17,59 @@ use crate::problem::FieldError;
 pub const CONTENT_TYPE: &str = "application/cloudevents+json";
 pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
 
+/// The context attributes CloudEvents 1.0 defines, plus `data` and `data_base64`. Every other
+/// member of the object is an extension attribute.
+const CORE: [&str; 10] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "datacontenttype",
+    "dataschema",
+    "subject",
+    "time",
+    "data",
+    "data_base64",
+];
+
+/// Attributes that the bus fills in (or checks against the certificate), so they are no part
+/// of "the same content": a retry that leaves them out or fills them in is the same message.
+const FILLED_BY_BUS: [&str; 2] = ["source", "time"];
+
 /// An envelope whose attributes are well-formed; its `data` is not yet schema-checked.
 #[derive(Debug)]
 pub struct Envelope {
+    /// The sender's id, canonical (lowercase, hyphenated) whatever spelling was sent.
     pub id: Uuid,
     pub type_: String,
     pub to: Option<MemberId>,
     pub dataschema: Option<String>,
-    /// The attributes as received, with `source` and `time` filled in by the bus.
+    /// The attributes as received, with `id` canonical and `source` and `time` filled in by
+    /// the bus (when a sender is known).
     pub attrs: Map<String, Value>,
+    /// SHA-256 of the canonical content (see [`content_hash`]): decides "same id, same content".
+    pub hash: [u8; 32],
+}
+
+/// Parses an event id in any spelling the `uuid` crate reads (`{…}`, `urn:uuid:…`, upper case,
+/// no hyphens); the canonical form is its `Display`.
+pub fn parse_id(s: &str) -> Option<Uuid> {
+    Uuid::parse_str(s.trim()).ok()
+}
+
+/// SHA-256 of the JCS (RFC 8785) form of the event without the attributes the bus fills in.
+///
+/// Key order, whitespace and number spelling do not change it, and neither does a retry that
+/// omits `time`/`source` or fills them in, or spells the id differently.
+pub fn content_hash(attrs: &Map<String, Value>) -> [u8; 32] {
+    let content: Map<String, Value> = attrs
+        .iter()
+        .filter(|(k, v)| !FILLED_BY_BUS.contains(&k.as_str()) && !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    // Serialising a map of JSON values cannot fail.
+    let bytes = serde_jcs::to_vec(&content).unwrap_or_default();
+    Sha256::digest(&bytes).into()
 }
 
 impl Envelope {
@@ -39,6 +88,7 @@ impl Envelope {
         let Value::Object(mut attrs) = value else {
             return Err(vec![FieldError::new("", "an event must be a JSON object")]);
         };
+        attrs.retain(|_, v| !v.is_null());
         let mut errors = Vec::new();
         let string =
             |name: &str, errors: &mut Vec<FieldError>, required: bool| match attrs.get(name) {
@@ -61,18 +111,19 @@ impl Envelope {
         {
             errors.push(FieldError::new("/specversion", "must be \"1.0\""));
         }
-        let id = string("id", &mut errors, true).and_then(|s| match Uuid::parse_str(&s) {
-            Ok(u) => Some(u),
-            Err(_) => {
+        let id = string("id", &mut errors, true).and_then(|s| {
+            let id = parse_id(&s);
+            if id.is_none() {
                 errors.push(FieldError::new(
                     "/id",
                     "must be a UUID (UUIDv7 recommended)",
                 ));
-                None
             }
+            id
         });
         let type_ = string("type", &mut errors, true);
         let dataschema = string("dataschema", &mut errors, false);
+        string("subject", &mut errors, false);
         let to = string("to", &mut errors, false).and_then(|s| match MemberId::parse(&s) {
             Ok(m) => Some(m),
             Err(e) => {
@@ -121,9 +172,12 @@ impl Envelope {
                 "binary data is not accepted",
             ));
         }
+        check_extensions(&attrs, &mut errors);
         let (Some(id), Some(type_), true) = (id, type_, errors.is_empty()) else {
             return Err(errors);
         };
+        attrs.insert("id".into(), Value::String(id.to_string()));
+        let hash = content_hash(&attrs);
         if let Some(s) = sender {
             attrs.insert("source".into(), Value::String(s.to_string()));
         }
@@ -139,6 +193,114 @@ impl Envelope {
             to,
             dataschema,
             attrs,
+            hash,
         })
+    }
+}
+
+/// Extension attributes: names of 1–20 lowercase letters and digits, values of a CloudEvents
+/// type that JSON carries as a string, number or boolean (CloudEvents 1.0 §3.1, §2).
+fn check_extensions(attrs: &Map<String, Value>, errors: &mut Vec<FieldError>) {
+    for (name, value) in attrs {
+        if CORE.contains(&name.as_str()) {
+            continue;
+        }
+        let pointer = format!("/{}", crate::problem::pointer_token(name));
+        let valid_name = (1..=20).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !valid_name {
+            errors.push(FieldError::new(
+                pointer,
+                "extension attribute names are 1 to 20 lowercase letters or digits",
+            ));
+        } else if !matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
+            errors.push(FieldError::new(
+                pointer,
+                "an extension attribute must be a string, number or boolean",
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<Envelope, Vec<FieldError>> {
+        let me = MemberId::parse("GOV/a").unwrap();
+        Envelope::parse(v, Some(&me), "test")
+    }
+
+    fn base() -> Value {
+        json!({"specversion": "1.0", "id": "0190c1de-0000-7000-8000-00000000000a",
+               "type": "t", "data": {}})
+    }
+
+    #[test]
+    fn every_spelling_of_an_id_is_one_id_with_one_hash() {
+        let want = parse(base()).unwrap();
+        for spelling in [
+            "{0190c1de-0000-7000-8000-00000000000a}",
+            "urn:uuid:0190c1de-0000-7000-8000-00000000000a",
+            "0190C1DE-0000-7000-8000-00000000000A",
+            "0190c1de00007000800000000000000a",
+        ] {
+            let mut v = base();
+            v["id"] = json!(spelling);
+            let got = parse(v).unwrap();
+            assert_eq!(got.id, want.id, "{spelling}");
+            assert_eq!(
+                got.attrs["id"],
+                json!("0190c1de-0000-7000-8000-00000000000a")
+            );
+            assert_eq!(got.hash, want.hash, "{spelling}");
+        }
+    }
+
+    #[test]
+    fn source_and_time_do_not_change_the_content() {
+        let plain = parse(base()).unwrap();
+        let mut filled = base();
+        filled["source"] = json!("GOV/a");
+        filled["time"] = json!("2026-11-30T10:00:00Z");
+        filled["subject"] = Value::Null;
+        assert_eq!(parse(filled).unwrap().hash, plain.hash);
+        let mut other = base();
+        other["data"] = json!({"x": 1});
+        assert_ne!(parse(other).unwrap().hash, plain.hash);
+    }
+
+    #[test]
+    fn attribute_types_are_enforced() {
+        let mut v = base();
+        v["subject"] = json!({"a": 1});
+        v["dataschema"] = json!(5);
+        v["Bad_Name"] = json!("x");
+        v["nested"] = json!([1]);
+        v["datacontenttype"] = json!(true);
+        let errors = parse(v).unwrap_err();
+        let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        for p in [
+            "/subject",
+            "/dataschema",
+            "/Bad_Name",
+            "/nested",
+            "/datacontenttype",
+        ] {
+            assert!(pointers.contains(&p), "{p} missing from {pointers:?}");
+        }
+    }
+
+    #[test]
+    fn null_means_absent() {
+        let mut v = base();
+        v["subject"] = Value::Null;
+        v["to"] = Value::Null;
+        let env = parse(v).unwrap();
+        assert!(!env.attrs.contains_key("subject"));
+        assert!(env.to.is_none());
     }
 }

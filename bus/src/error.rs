@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::core::Refusal;
 use crate::problem::FieldError;
 use crate::store::StoreError;
 
@@ -48,6 +49,16 @@ pub enum ApiError {
     ProviderRefused(String),
     #[error("the provider did not answer within {0:?}")]
     QueryTimeout(Duration),
+    #[error("the provider did not answer: {0}")]
+    ProviderUnavailable(String),
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
+    #[error("request rate over this member's limit")]
+    RateLimited { retry_after: Duration },
+    #[error("{0}")]
+    Busy(String),
+    #[error("not ready: {0}")]
+    NotReady(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -68,7 +79,12 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::ProviderRefused(_) => StatusCode::BAD_GATEWAY,
-            ApiError::QueryTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::QueryTimeout(_) | ApiError::ProviderUnavailable(_) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimited { .. } | ApiError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -90,6 +106,11 @@ impl ApiError {
             ApiError::StoreUnavailable { .. } => "store-unavailable",
             ApiError::ProviderRefused(_) => "provider-refused",
             ApiError::QueryTimeout(_) => "query-timeout",
+            ApiError::ProviderUnavailable(_) => "provider-unavailable",
+            ApiError::BodyTimeout(_) => "body-timeout",
+            ApiError::RateLimited { .. } => "rate-limited",
+            ApiError::Busy(_) => "concurrency-limit",
+            ApiError::NotReady(_) => "not-ready",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -110,6 +131,11 @@ impl ApiError {
             ApiError::StoreUnavailable { .. } => "Store unavailable",
             ApiError::ProviderRefused(_) => "Provider refused the query",
             ApiError::QueryTimeout(_) => "Query timed out",
+            ApiError::ProviderUnavailable(_) => "Provider unavailable",
+            ApiError::BodyTimeout(_) => "Request body timed out",
+            ApiError::RateLimited { .. } => "Rate limit exceeded",
+            ApiError::Busy(_) => "Too many concurrent requests",
+            ApiError::NotReady(_) => "Not ready",
             ApiError::Internal(_) => "Internal error",
         }
     }
@@ -124,7 +150,9 @@ impl ApiError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::Overloaded { retry_after }
-            | ApiError::StoreUnavailable { retry_after, .. } => Some(*retry_after),
+            | ApiError::StoreUnavailable { retry_after, .. }
+            | ApiError::RateLimited { retry_after } => Some(*retry_after),
+            ApiError::Busy(_) | ApiError::NotReady(_) => Some(Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -150,6 +178,17 @@ pub struct Problem<'a> {
     pub detail: String,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub errors: &'a [FieldError],
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Malformed { detail, errors } => ApiError::Malformed { detail, errors },
+            Refusal::UnknownType(t) => ApiError::UnknownType(t),
+            Refusal::Forbidden(why) => ApiError::Forbidden(why),
+            Refusal::Schema { errors } => ApiError::Schema { errors },
+        }
+    }
 }
 
 impl From<StoreError> for ApiError {

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod check;
 pub mod client;
+pub mod core;
 pub mod envelope;
 pub mod error;
 pub mod formats;

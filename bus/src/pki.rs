@@ -329,6 +329,12 @@ impl DevCa {
         self.write_crl(&self.revoked()?)
     }
 
+    /// As [`DevCa::refresh_crl`], with the CRL's `nextUpdate` `lifetime` from now.
+    pub fn refresh_crl_for(&self, lifetime: std::time::Duration) -> Result<(), PkiError> {
+        let lifetime = Duration::try_from(lifetime).unwrap_or(CRL_LIFETIME);
+        self.write_crl_for(&self.revoked()?, lifetime)
+    }
+
     fn issue_server(&self) -> Result<(), PkiError> {
         let mut params = CertificateParams::new(vec![
             "localhost".to_owned(),
@@ -373,12 +379,16 @@ impl DevCa {
     }
 
     fn write_crl(&self, entries: &[Revoked]) -> Result<(), PkiError> {
+        self.write_crl_for(entries, CRL_LIFETIME)
+    }
+
+    fn write_crl_for(&self, entries: &[Revoked], lifetime: Duration) -> Result<(), PkiError> {
         let now = OffsetDateTime::now_utc();
         // CRL numbers must increase; the clock in nanoseconds does without another state file.
         let number = (now.unix_timestamp_nanos() as u128).to_be_bytes();
         let params = CertificateRevocationListParams {
             this_update: now - BACKDATE,
-            next_update: now + CRL_LIFETIME,
+            next_update: now + lifetime,
             crl_number: SerialNumber::from_slice(&number),
             issuing_distribution_point: None,
             revoked_certs: entries

@@ -43,6 +43,16 @@ struct RawRegistry {
     members: Vec<RawMember>,
     #[serde(default, rename = "type")]
     types: Vec<RawType>,
+    /// Defaults for every member that sets none of its own.
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    rate: Option<String>,
+    burst: Option<u32>,
 }
 
 fn default_schemas_dir() -> PathBuf {
@@ -66,6 +76,11 @@ pub struct Trust {
 struct RawMember {
     id: String,
     name: String,
+    /// Requests per period, e.g. `"200/s"` or `"6000/min"`.
+    rate: Option<String>,
+    /// Requests allowed at once above the rate (the bucket's size); defaults to one second's
+    /// worth of the rate.
+    burst: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +110,46 @@ fn yes() -> bool {
 pub struct Member {
     pub id: MemberId,
     pub name: String,
+    /// The member's own rate limit, or the registry's default; `None` is unlimited.
+    pub rate: Option<RateLimit>,
+}
+
+/// A token bucket's settings: `per_second` tokens added each second, up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// Parses `rate` (`N/s`, `N/min`, `N/h`) and `burst` as written in the registry.
+    fn parse(rate: Option<&str>, burst: Option<u32>) -> Result<Option<RateLimit>, String> {
+        let Some(rate) = rate else {
+            return match burst {
+                Some(_) => Err("burst is set without a rate".into()),
+                None => Ok(None),
+            };
+        };
+        let bad = || format!("rate {rate:?}: write N/s, N/min or N/h with N at least 1");
+        let (n, per) = rate.split_once('/').ok_or_else(bad)?;
+        let n: u32 = n.trim().parse().map_err(|_| bad())?;
+        let secs = match per.trim() {
+            "s" => 1.0,
+            "min" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        if n == 0 {
+            return Err(bad());
+        }
+        let per_second = f64::from(n) / secs;
+        let burst = match burst {
+            Some(0) => return Err("burst must be at least 1".into()),
+            Some(b) => b,
+            None => (per_second.ceil() as u32).max(1),
+        };
+        Ok(Some(RateLimit { per_second, burst }))
+    }
 }
 
 /// Who an ACL admits: named members, or a whole class such as `COM/*` (every business).
@@ -184,12 +239,31 @@ impl Registry {
             }
         };
 
+        let default_rate = RateLimit::parse(raw.limits.rate.as_deref(), raw.limits.burst)
+            .unwrap_or_else(|e| {
+                errors.push(format!("limits: {e}"));
+                None
+            });
         let mut members = HashMap::new();
         for m in raw.members {
+            let rate = match RateLimit::parse(m.rate.as_deref(), m.burst) {
+                Ok(own) => own.or(default_rate),
+                Err(e) => {
+                    errors.push(format!("member {}: {e}", m.id));
+                    None
+                }
+            };
             match MemberId::parse(&m.id) {
                 Ok(id) => {
                     if members
-                        .insert(id.clone(), Member { id, name: m.name })
+                        .insert(
+                            id.clone(),
+                            Member {
+                                id,
+                                name: m.name,
+                                rate,
+                            },
+                        )
                         .is_some()
                     {
                         errors.push(format!("member {} is listed twice", m.id));

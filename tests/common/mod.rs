@@ -66,7 +66,17 @@ impl Bus {
         Bus::start_with_registry(&repo().join("registry.toml"), extra)
     }
 
+    /// Starts a bus whose data dir first holds a copy of the files in `seed` (a store written
+    /// by an earlier release, say).
+    pub fn start_seeded(seed: &Path, extra: &[&str]) -> Bus {
+        Bus::start_inner(&repo().join("registry.toml"), extra, Some(seed))
+    }
+
     pub fn start_with_registry(registry: &Path, extra: &[&str]) -> Bus {
+        Bus::start_inner(registry, extra, None)
+    }
+
+    fn start_inner(registry: &Path, extra: &[&str], seed: Option<&Path>) -> Bus {
         let mut bus = Bus {
             dir: tempfile::tempdir().expect("tempdir"),
             base: String::new(),
@@ -76,6 +86,13 @@ impl Bus {
             log_reader: None,
             logs: Arc::default(),
         };
+        if let Some(seed) = seed {
+            std::fs::create_dir_all(bus.data()).expect("data dir");
+            for f in std::fs::read_dir(seed).expect("seed dir") {
+                let f = f.expect("seed entry").path();
+                std::fs::copy(&f, bus.data().join(f.file_name().unwrap())).expect("copy seed");
+            }
+        }
         bus.spawn();
         bus
     }

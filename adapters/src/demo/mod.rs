@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use bus::api::ApiConfig;
 use bus::client::Client;
-use bus::identity::{MemberId, Peer};
+use bus::identity::MemberId;
 use bus::server::{ServeOptions, prepare};
-use bus::store::Store;
 use bus::tls::TlsListener;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -87,24 +86,21 @@ impl RunningBus {
                 query_timeout: Duration::from_secs(15),
                 ..ApiConfig::default()
             },
-            handshake_timeout: Duration::from_secs(10),
             max_connections: 1000,
-            store_busy_timeout: Duration::from_secs(2),
+            ..ServeOptions::default()
         };
         std::fs::create_dir_all(&opts.data)?;
         let p = prepare(&opts)?;
-        let listener = TlsListener::bind(opts.listen, p.tls.clone(), &p.settings).await?;
+        let listener = TlsListener::bind(opts.listen, p.tls.config.clone(), &p.settings).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = bus::api::app(p.state.clone()).into_make_service_with_connect_info::<Peer>();
-        let store = p.store.clone();
+        let closing = p.state.closing.clone();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-            store.close().await;
+            tokio::spawn(async move {
+                let _ = rx.await;
+                closing.send_replace(true);
+            });
+            bus::server::run(p, listener, opts.conn).await;
         });
         Ok(RunningBus {
             base: format!("https://{addr}"),

@@ -5,8 +5,9 @@
 //! with the office's UTC offset; publishes `eabsen.kehadiran.tercatat` events into the feed
 //! HR reads by cursor; answers the daily recap query per unit (`eabsen.rekap.harian`).
 //!
-//! Event ids are derived from NIP and zoned time, so importing the same export twice, or
-//! receiving a punch both by push and by export, gives one event: the bus drops the repeat.
+//! Event ids are derived from NIP and zoned time under the adapter's id key
+//! ([`crate::idkey`]), so importing the same export twice, or receiving a punch both by push
+//! and by export, gives one event: the bus drops the repeat.
 
 pub mod attlog;
 pub mod simulator;
@@ -20,7 +21,7 @@ use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
-use crate::agency::{AdapterError, Agency, MappingError, derived_id, envelope};
+use crate::agency::{AdapterError, Agency, MappingError, envelope};
 use crate::link::Link;
 use attlog::{LineError, Punch};
 
@@ -116,7 +117,7 @@ impl EabsenAdapter {
             "status_kode": p.status, "verifikasi_kode": p.verify,
         });
         Ok(envelope(
-            derived_id(&["eabsen.kehadiran", &nip, &waktu]),
+            self.link.ids.derive(&["eabsen.kehadiran", &nip, &waktu]),
             "eabsen.kehadiran.tercatat",
             data,
             None,
@@ -235,7 +236,7 @@ impl EabsenAdapter {
             "lokasi": { "lat": lat, "lon": lon },
         });
         let ev = envelope(
-            derived_id(&["eabsen.kehadiran", nip, &waktu]),
+            self.link.ids.derive(&["eabsen.kehadiran", nip, &waktu]),
             "eabsen.kehadiran.tercatat",
             data,
             None,

@@ -1,12 +1,12 @@
 //! SIAK's change log → CloudEvents: lahir, meninggal, pindah, KK change, and service
-//! status notices for the portal. Ids derive from the log sequence, so re-reading the log
-//! never queues anything twice.
+//! status notices for the portal. Ids derive from the log sequence (under the adapter's id
+//! key), so re-reading the log never queues anything twice.
 
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{CURSOR, NativeError, Perubahan, SiakAdapter, mapping};
-use crate::agency::{AdapterError, Agency, MappingError, Problems, derived_id, envelope};
+use crate::agency::{AdapterError, Agency, MappingError, Problems, envelope};
 use crate::normal;
 
 impl SiakAdapter {
@@ -47,7 +47,10 @@ impl SiakAdapter {
     /// One SIAK change-log entry → the CloudEvent it becomes.
     pub fn map_change(&self, entry: &Perubahan) -> Result<Value, AdapterError> {
         let d = &entry.data;
-        let id = derived_id(&[Self::MEMBER, "log", &entry.seq.to_string(), &entry.jenis]);
+        let id = self
+            .link
+            .ids
+            .derive(&[Self::MEMBER, "log", &entry.seq.to_string(), &entry.jenis]);
         let nik_of = |d: &Value| -> Result<String, MappingError> {
             let (n, v) = mapping::field(d, &["NIK"])
                 .ok_or_else(|| MappingError::one("NIK", "is missing"))?;

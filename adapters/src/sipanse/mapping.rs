@@ -4,7 +4,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::native::{NativePermohonan, NativeStatus, StatusChange};
-use crate::agency::{MappingError, derived_id, envelope};
+use crate::agency::{MappingError, envelope};
+use crate::idkey::IdKey;
 
 /// Mapping out: a canonical application from `sender` → SIPANSE's row.
 pub fn to_native(sender: &str, id: Uuid, d: &Value) -> Result<NativePermohonan, MappingError> {
@@ -36,7 +37,8 @@ pub fn to_native(sender: &str, id: Uuid, d: &Value) -> Result<NativePermohonan, 
 
 /// Mapping in: one status-log entry → the notice for the applicant, or `None` for entries
 /// that are answered synchronously instead (a withdrawal is answered to the query itself).
-pub fn notice(member: &str, c: &StatusChange) -> Result<Option<Value>, MappingError> {
+/// The notice's id is derived from the log sequence under the adapter's id key `ids`.
+pub fn notice(ids: &IdKey, member: &str, c: &StatusChange) -> Result<Option<Value>, MappingError> {
     let status = NativeStatus::from_code(&c.status)
         .map_err(|e| MappingError::one("status", e.to_string()))?;
     if status == NativeStatus::Ditarik {
@@ -68,6 +70,6 @@ pub fn notice(member: &str, c: &StatusChange) -> Result<Option<Value>, MappingEr
             .ok_or_else(|| MappingError::one("no_izin", "is missing for TERBIT"))?;
         data["nomor_izin"] = json!(no);
     }
-    let eid = derived_id(&[member, "status", &c.seq.to_string()]);
+    let eid = ids.derive(&[member, "status", &c.seq.to_string()]);
     Ok(Some(envelope(eid, "sipanse.izin.status", data, Some(to))))
 }

@@ -199,7 +199,7 @@ impl SipanseAdapter {
                 break;
             }
             for c in batch {
-                match notice(Self::MEMBER, &c) {
+                match notice(&link.ids, Self::MEMBER, &c) {
                     Ok(Some(ev)) => {
                         if link.queue(&ev)? {
                             queued += 1;

@@ -5,13 +5,14 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 
-use super::{SharedState, malformed};
+use super::{SharedState, in_range, malformed};
 use crate::error::ApiError;
 use crate::identity::Peer;
 use crate::registry::Kind;
 use crate::store::FeedItem;
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FeedParams {
     after: Option<i64>,
     limit: Option<usize>,
@@ -46,8 +47,8 @@ pub async fn read(
             peer.member
         )));
     }
-    let after = p.after.unwrap_or(0).max(0);
-    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let after = in_range("after", p.after, 0..=i64::MAX, 0)?;
+    let limit = in_range("limit", p.limit, 1..=1000, 100)?;
     let events = st.store.feed(&type_, after, limit).await?;
     let next = events.last().map_or(after, |e| e.cursor);
     Ok(Json(FeedPage { events, next }))

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::{SharedState, malformed, parse_id};
+use super::{SharedState, in_range, malformed, parse_id};
 use crate::error::ApiError;
 use crate::identity::Peer;
 use crate::problem::FieldError;
@@ -22,6 +22,7 @@ use crate::store::{LeaseRequest, Leased, Settled};
 const RECHECK: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PullParams {
     /// Most messages to lease (1–100, default 10).
     max: Option<usize>,
@@ -46,17 +47,21 @@ pub async fn pull(
     let Query(p) = params.map_err(malformed)?;
     let cfg = &st.config;
     let req = LeaseRequest {
-        max: p.max.unwrap_or(10).clamp(1, 100),
-        lease: p
-            .lease
-            .map_or(cfg.default_lease, Duration::from_secs)
-            .clamp(Duration::from_secs(1), Duration::from_secs(3600)),
+        max: in_range("max", p.max, 1..=100, 10)?,
+        lease: Duration::from_secs(in_range(
+            "lease",
+            p.lease,
+            1..=3600,
+            cfg.default_lease.as_secs(),
+        )?),
         max_attempts: cfg.max_attempts,
     };
-    let wait = p
-        .wait
-        .map_or(Duration::ZERO, Duration::from_secs)
-        .min(cfg.max_wait);
+    let wait = Duration::from_secs(in_range("wait", p.wait, 0..=cfg.max_wait.as_secs(), 0)?);
+    // Only a poll that may wait holds a slot: a busy consumer's quick pulls are not capped.
+    let _slot = match wait.is_zero() {
+        true => None,
+        false => Some(st.limits.poll(&peer.member)?),
+    };
     let deadline = Instant::now() + wait;
     let signal = st.signals.get(&peer.member);
     let mut closing = st.closing.subscribe();
@@ -181,11 +186,11 @@ pub async fn nack(
     }
     // The reason is shown to the sender and may be logged: mask personal identifiers in it.
     let reason = crate::formats::mask_digit_runs(reason);
-    let outcome = st.store.nack(&peer.member, id, &reason).await?;
-    if outcome == Settled::Done {
-        // A nacked query's requesters (only queries have any) hear why at once.
+    let (outcome, senders) = st.store.nack(&peer.member, id, &reason).await?;
+    // A nacked query's requester (only queries have one waiting) hears why at once.
+    for sender in senders {
         st.queries
-            .refused(id, &format!("nacked by {}: {reason}", peer.member));
+            .refused(&sender, id, &format!("nacked by {}: {reason}", peer.member));
     }
     settled(outcome, id, &peer, "dead_lettered")
 }

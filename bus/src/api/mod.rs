@@ -5,6 +5,7 @@
 
 mod feeds;
 mod inbox;
+mod limits;
 mod messages;
 mod queries;
 mod schemas;
@@ -13,15 +14,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Router, middleware};
 use tokio::sync::{Notify, Semaphore, watch};
 
+use crate::core::limits::{RateLimiter, Slot, Slots};
 use crate::error::ApiError;
 use crate::identity::MemberId;
+use crate::problem::FieldError;
 use crate::registry::Registry;
 use crate::store::Store;
 
@@ -37,6 +40,14 @@ pub struct ApiConfig {
     pub max_wait: Duration,
     /// Requests that may be writing to the store at once before the bus answers 503.
     pub max_inflight: usize,
+    /// Bytes of request bodies (decompressed) held in memory at once, across all requests.
+    pub max_buffered: usize,
+    /// Time for a whole request body to arrive.
+    pub body_timeout: Duration,
+    /// Long polls one member may have waiting at once.
+    pub max_long_polls: usize,
+    /// Queries one member may have waiting for their reply at once.
+    pub max_queries: usize,
 }
 
 impl Default for ApiConfig {
@@ -48,6 +59,10 @@ impl Default for ApiConfig {
             default_lease: Duration::from_secs(30),
             max_wait: Duration::from_secs(30),
             max_inflight: 4096,
+            max_buffered: 256 << 20,
+            body_timeout: Duration::from_secs(30),
+            max_long_polls: 8,
+            max_queries: 64,
         }
     }
 }
@@ -73,6 +88,39 @@ impl InboxSignals {
     }
 }
 
+/// What one member may hold or spend at once on this node.
+pub struct MemberLimits {
+    pub rate: RateLimiter,
+    pub polls: Slots,
+    pub queries: Slots,
+}
+
+impl MemberLimits {
+    fn busy(what: &str, slots: &Slots, m: &MemberId) -> ApiError {
+        ApiError::Busy(format!(
+            "{m} already has {} {what} open (the most allowed at once)",
+            slots.cap()
+        ))
+    }
+
+    /// A slot for a long poll (429 when the member has `--max-long-polls` waiting).
+    pub fn poll(&self, m: &MemberId) -> Result<Slot<'_>, ApiError> {
+        self.polls
+            .take(m)
+            .ok_or_else(|| Self::busy("long polls", &self.polls, m))
+    }
+
+    /// A slot for a query awaiting its reply (429 over `--max-queries`).
+    pub fn query(&self, m: &MemberId) -> Result<Slot<'_>, ApiError> {
+        self.queries
+            .take(m)
+            .ok_or_else(|| Self::busy("queries", &self.queries, m))
+    }
+}
+
+/// A readiness condition besides the store's (say, a CRL that went stale): `Err` says why.
+pub type ReadyCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub store: Arc<dyn Store>,
@@ -80,6 +128,10 @@ pub struct AppState {
     pub signals: InboxSignals,
     pub queries: PendingQueries,
     pub inflight: Semaphore,
+    /// Bytes of request bodies that may be buffered at once (`--max-buffered`).
+    pub buffered: Semaphore,
+    pub limits: MemberLimits,
+    readiness: Mutex<Vec<ReadyCheck>>,
     /// Set when the server starts shutting down, so long polls answer at once instead of
     /// holding the shutdown up for their whole wait.
     pub closing: watch::Sender<bool>,
@@ -89,6 +141,13 @@ impl AppState {
     pub fn new(registry: Arc<Registry>, store: Arc<dyn Store>, config: ApiConfig) -> Arc<Self> {
         Arc::new(AppState {
             inflight: Semaphore::new(config.max_inflight),
+            buffered: Semaphore::new(config.max_buffered.min(Semaphore::MAX_PERMITS)),
+            limits: MemberLimits {
+                rate: RateLimiter::default(),
+                polls: Slots::new(config.max_long_polls),
+                queries: Slots::new(config.max_queries),
+            },
+            readiness: Mutex::default(),
             registry,
             store,
             config,
@@ -96,6 +155,32 @@ impl AppState {
             queries: PendingQueries::default(),
             closing: watch::Sender::new(false),
         })
+    }
+}
+
+impl AppState {
+    /// Adds a condition `/readyz` checks besides the store.
+    pub fn add_readiness(&self, check: ReadyCheck) {
+        self.readiness
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(check);
+    }
+
+    /// `Ok` when every readiness condition holds; otherwise every reason.
+    pub async fn ready(&self) -> Result<(), String> {
+        let mut why: Vec<String> = self.store.health().await.err().into_iter().collect();
+        let checks = self
+            .readiness
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        why.extend(checks.iter().filter_map(|c| c().err()));
+        if why.is_empty() {
+            Ok(())
+        } else {
+            Err(why.join("; "))
+        }
     }
 }
 
@@ -119,23 +204,56 @@ pub fn app(state: SharedState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // Offices on slow links send gzip batch envelopes (`Content-Encoding: gzip`). The
         // body limit still applies to the decompressed bytes, so a zip bomb gets 413. Other
-        // encodings pass through undecoded and get the usual problem+json 400 (not JSON).
+        // encodings are refused (415) by `body_guard` before they get here.
         .layer(
             tower_http::decompression::RequestDecompressionLayer::new()
                 .pass_through_unaccepted(true),
         )
+        .layer(axum::extract::DefaultBodyLimit::max(state.config.max_body))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::body_guard,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::rate_limit,
+        ))
+        .layer(middleware::map_response_with_state(
+            state.clone(),
+            limits::problems_only,
+        ))
         .with_state(state)
 }
 
 async fn ready(State(st): State<SharedState>) -> Response {
-    if st.store.ready().await {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        ApiError::StoreUnavailable {
-            detail: "store is not accepting writes".into(),
-            retry_after: Duration::from_secs(1),
-        }
-        .into_response()
+    match st.ready().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(why) => ApiError::NotReady(why).into_response(),
+    }
+}
+
+/// A query-string value outside its documented range: 400 naming the parameter.
+fn bad_param(name: &str, detail: &str) -> ApiError {
+    ApiError::Malformed {
+        detail: format!("query parameter {name}: {detail}"),
+        errors: vec![FieldError::new(format!("/query/{name}"), detail)],
+    }
+}
+
+/// Checks that a query-string value lies in `range`, naming the parameter when it does not.
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    name: &str,
+    value: Option<T>,
+    range: std::ops::RangeInclusive<T>,
+    default: T,
+) -> Result<T, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(v) if range.contains(&v) => Ok(v),
+        Some(v) => Err(bad_param(
+            name,
+            &format!("{v} is out of range ({} to {})", range.start(), range.end()),
+        )),
     }
 }
 

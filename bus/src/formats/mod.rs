@@ -14,6 +14,7 @@ mod nip;
 mod npwp;
 mod wilayah;
 
+pub use kbli::KbliEdition;
 pub use mask::{mask_digit_runs, mask_id};
 pub use nik::{NikFacts, nik_facts};
 pub use nip::{NipKind, nip_kind};
@@ -29,22 +30,27 @@ pub enum Format {
     Nip,
     Nib,
     Npwp,
+    /// A KBLI group code of any edition the bus knows (see [`KbliEdition`]).
     Kbli,
+    /// A KBLI 2020 group code; schemas apply it when `kbli_versi` is "2020".
+    Kbli2020,
     KodeWilayah,
 }
 
 impl Format {
-    pub const ALL: [Format; 7] = [
+    pub const ALL: [Format; 8] = [
         Format::Nik,
         Format::NoKk,
         Format::Nip,
         Format::Nib,
         Format::Npwp,
         Format::Kbli,
+        Format::Kbli2020,
         Format::KodeWilayah,
     ];
 
-    /// The name used in schemas: "nik", "no-kk", "nip", "nib", "npwp", "kbli", "kode-wilayah".
+    /// The name used in schemas: "nik", "no-kk", "nip", "nib", "npwp", "kbli", "kbli-2020",
+    /// "kode-wilayah".
     pub fn name(self) -> &'static str {
         match self {
             Format::Nik => "nik",
@@ -53,6 +59,7 @@ impl Format {
             Format::Nib => "nib",
             Format::Npwp => "npwp",
             Format::Kbli => "kbli",
+            Format::Kbli2020 => "kbli-2020",
             Format::KodeWilayah => "kode-wilayah",
         }
     }
@@ -72,6 +79,7 @@ impl Format {
             Format::Nib => digits::exact(value, 13),
             Format::Npwp => npwp::check(value),
             Format::Kbli => kbli::check(value),
+            Format::Kbli2020 => kbli::check_edition(KbliEdition::Kbli2020, value),
             Format::KodeWilayah => check_kode_wilayah(value),
         }
     }
@@ -129,6 +137,7 @@ mod tests {
             (Format::Npwp, "0013121660091000"),
             (Format::Npwp, "3204055701900002"),
             (Format::Kbli, "62019"),
+            (Format::Kbli2020, "47111"),
             (Format::KodeWilayah, "32"),
             (Format::KodeWilayah, "3204"),
             (Format::KodeWilayah, "320405"),
@@ -181,6 +190,7 @@ mod tests {
         }
         assert!(!Format::KodeWilayah.is_valid("\u{0663}\u{0662}"));
         assert!(!Format::Kbli.is_valid("\u{0666}\u{0662}019"));
+        assert!(!Format::Kbli2020.is_valid("\u{0664}\u{0667}111"));
     }
 
     /// Reasons end up in logs, so none may repeat the value, nor any six consecutive digits of it

@@ -5,7 +5,7 @@
 
 mod sqlite;
 
-pub use sqlite::{SqliteStore, StoreOptions};
+pub use sqlite::{SchemaError, SqliteStore, StoreOptions};
 
 use std::time::Duration;
 
@@ -26,6 +26,8 @@ pub enum StoreError {
     Overloaded,
     #[error("store corrupt: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
 }
 
 /// A validated message ready to be made durable.
@@ -80,6 +82,17 @@ pub enum Settled {
     Conflict,
 }
 
+/// Why a delivery went to the dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetter {
+    /// The recipient refused it, with a reason.
+    Nacked,
+    /// Its leases ran out `--max-attempts` times without an ack.
+    OutOfAttempts,
+    /// A query whose requester stopped waiting (504): no one needs its answer any more.
+    Withdrawn,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
@@ -96,6 +109,8 @@ pub struct DeliveryStatus {
     pub attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[serde(skip)]
+    pub dead: Option<DeadLetter>,
 }
 
 #[derive(Debug)]
@@ -116,11 +131,16 @@ pub struct FeedItem {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplyOutcome {
-    Stored,
+    /// Stored as the answer to `requester`'s query.
+    Stored { requester: MemberId },
     /// A reply was already stored; this is it.
     Existing(String),
     /// `provider` holds no delivery of this query.
     NotFound,
+    /// The query was dead-lettered (nacked, out of attempts, withdrawn): it takes no answer.
+    Closed(DeadLetter),
+    /// Several requesters' open queries carry this id; the provider must say whose.
+    Ambiguous,
 }
 
 /// A lease request: how many, for how long, and when to give up on a message.
@@ -145,24 +165,56 @@ pub trait Store: Send + Sync + 'static {
     async fn has_ready(&self, member: &MemberId) -> Result<bool, StoreError>;
     /// Acks each of `ids` in `member`'s inbox, all in one durable commit, answering for each.
     async fn ack(&self, member: &MemberId, ids: Vec<Uuid>) -> Result<Vec<Settled>, StoreError>;
-    /// Dead-letters the message for `member`, recording `reason` for its sender.
-    async fn nack(&self, member: &MemberId, id: Uuid, reason: &str) -> Result<Settled, StoreError>;
-    /// Stores a provider's reply to a query and settles the provider's delivery.
+    /// Dead-letters the message for `member`, recording `reason` for its sender. Also answers
+    /// the senders of what was dead-lettered, so a nacked query's requester hears at once.
+    async fn nack(
+        &self,
+        member: &MemberId,
+        id: Uuid,
+        reason: &str,
+    ) -> Result<(Settled, Vec<MemberId>), StoreError>;
+    /// Stores a provider's reply to a query and settles the provider's delivery. `requester`
+    /// names whose query, for the rare id two requesters both used.
     async fn reply(
         &self,
         provider: &MemberId,
         id: Uuid,
+        requester: Option<MemberId>,
         reply: String,
     ) -> Result<ReplyOutcome, StoreError>;
-    async fn message(&self, id: Uuid) -> Result<Option<MessageRecord>, StoreError>;
+    /// Takes `requester`'s query back from its provider's inbox once nobody waits for the
+    /// answer; returns false when it was already settled.
+    async fn withdraw(
+        &self,
+        requester: &MemberId,
+        id: Uuid,
+        reason: &str,
+    ) -> Result<bool, StoreError>;
+    /// Puts a query withdrawn after its requester's timeout back in its provider's inbox, for
+    /// the requester's retry; false when there was nothing to reopen.
+    async fn reopen(&self, requester: &MemberId, id: Uuid) -> Result<bool, StoreError>;
+    /// The senders and types of the messages with this id in `recipient`'s inbox (a provider
+    /// replying to a query asked through another node, or before a restart).
+    async fn addressed(
+        &self,
+        recipient: &MemberId,
+        id: Uuid,
+    ) -> Result<Vec<(MemberId, String)>, StoreError>;
+    /// A message as its sender sees it: ids belong to their sender.
+    async fn message(
+        &self,
+        sender: &MemberId,
+        id: Uuid,
+    ) -> Result<Option<MessageRecord>, StoreError>;
     async fn feed(
         &self,
         type_: &str,
         after: i64,
         limit: usize,
     ) -> Result<Vec<FeedItem>, StoreError>;
-    /// True when the store can take writes.
-    async fn ready(&self) -> bool;
+    /// `Ok` when the store takes writes; otherwise why not (its last write failed, or it is
+    /// closed).
+    async fn health(&self) -> Result<(), String>;
     /// Flushes and stops the writer; later calls fail with `Unavailable`.
     async fn close(&self);
 }

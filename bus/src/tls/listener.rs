@@ -16,10 +16,11 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -34,12 +35,25 @@ use crate::identity::Peer;
 pub struct TlsConn {
     stream: TlsStream<TcpStream>,
     peer: Peer,
+    /// The verified chain, leaf first, to check again when the CRL changes.
+    chain: Vec<CertificateDer<'static>>,
+    not_after: Option<SystemTime>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl TlsConn {
     pub fn peer(&self) -> &Peer {
         &self.peer
+    }
+
+    /// The client's certificate chain as verified in the handshake, leaf first.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+
+    /// When the client's certificate expires: the connection must not outlive it.
+    pub fn not_after(&self) -> Option<SystemTime> {
+        self.not_after
     }
 
     /// The negotiated ALPN protocol (`h2` or `http/1.1`), if any.
@@ -216,9 +230,24 @@ impl Handshake {
         };
         tracing::debug!(%remote, %member, "mTLS connection accepted");
         let peer = Peer { member, remote };
+        let chain: Vec<CertificateDer<'static>> = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.clone().into_owned())
+            .collect();
+        let not_after = chain.first().and_then(|leaf| {
+            let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+            let secs = cert.validity().not_after.timestamp();
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
+        });
         let conn = TlsConn {
             stream,
             peer,
+            chain,
+            not_after,
             _permit: permit,
         };
         // Fails only when the listener is gone, and then the connection should close anyway.

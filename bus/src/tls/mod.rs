@@ -73,6 +73,15 @@ pub struct TlsSettings {
     pub handshake_timeout: Duration,
     /// Open connections (including those still handshaking) before accepting pauses.
     pub max_connections: usize,
+    /// How long past its `nextUpdate` a CRL is still trusted (`--crl-grace`, default 0).
+    pub crl_grace: Duration,
+}
+
+/// The server's TLS configuration and the verifier inside it, which the server also asks
+/// about open connections when the CRL changes, and `/readyz` about the CRL's freshness.
+pub struct ServerTls {
+    pub config: Arc<ServerConfig>,
+    pub verifier: Arc<MemberVerifier>,
 }
 
 /// The one crypto provider for the whole process, passed explicitly so nothing depends on a
@@ -86,24 +95,28 @@ pub fn provider() -> Arc<CryptoProvider> {
 ///
 /// Session resumption is off: a resumed session skips certificate verification, which would let
 /// a certificate revoked (or expired) after the first handshake keep connecting.
-pub fn server_config(s: &TlsSettings, is_member: IsMember) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(s: &TlsSettings, is_member: IsMember) -> Result<ServerTls, TlsError> {
     let provider = provider();
     let roots = Arc::new(load_roots(&s.ca_files)?);
-    let verifier = MemberVerifier::new(
+    let verifier = Arc::new(MemberVerifier::new(
         roots,
         s.crl_file.clone(),
         s.instance.clone(),
         is_member,
         provider.clone(),
-    )?;
+        s.crl_grace,
+    )?);
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_client_cert_verifier(Arc::new(verifier))
+        .with_client_cert_verifier(verifier.clone())
         .with_single_cert(load_certs(&s.cert_file)?, load_key(&s.key_file)?)?;
     cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     cfg.send_tls13_tickets = 0;
-    Ok(Arc::new(cfg))
+    Ok(ServerTls {
+        config: Arc::new(cfg),
+        verifier,
+    })
 }
 
 /// A client configuration for members and tests: trusts `ca_pem`, presents `cert_pem` and

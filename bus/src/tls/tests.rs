@@ -65,9 +65,10 @@ impl Fixture {
             instance: INSTANCE.into(),
             handshake_timeout,
             max_connections,
+            crl_grace: std::time::Duration::ZERO,
         };
         let cfg = server_config(&settings, Arc::new(|m: &MemberId| *m != stranger())).unwrap();
-        let listener = TlsListener::bind("127.0.0.1:0".parse().unwrap(), cfg, &settings)
+        let listener = TlsListener::bind("127.0.0.1:0".parse().unwrap(), cfg.config, &settings)
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();

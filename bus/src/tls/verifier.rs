@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::watch;
+
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -41,15 +43,28 @@ pub struct MemberVerifier {
     hints: Vec<DistinguishedName>,
     provider: Arc<CryptoProvider>,
     crl_file: Option<PathBuf>,
+    /// How long past its `nextUpdate` a CRL is still trusted (`--crl-grace`).
+    grace: Duration,
     state: Mutex<State>,
+    /// Bumped on every CRL reload, so open connections can have their certificate checked
+    /// again (see `server::http`).
+    reloaded: watch::Sender<u64>,
 }
 
 struct State {
     inner: Arc<dyn ClientCertVerifier>,
     /// (mtime, length) of the CRL file the inner verifier was built from.
     stamp: Option<(SystemTime, u64)>,
+    /// The earliest `nextUpdate` of the CRLs in force: past it (and the grace), they are
+    /// stale and nobody is let in on them.
+    next_update: Option<SystemTime>,
     checked: Instant,
 }
+
+/// Refused because the CRL in force is past its `nextUpdate`: revocation status unknown.
+#[derive(Debug, thiserror::Error)]
+#[error("the CRL is stale: {0}")]
+struct StaleCrl(String);
 
 impl fmt::Debug for MemberVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -69,17 +84,19 @@ impl MemberVerifier {
         instance: String,
         is_member: IsMember,
         provider: Arc<CryptoProvider>,
+        grace: Duration,
     ) -> Result<MemberVerifier, TlsError> {
         let hints = roots.subjects();
-        let (inner, stamp) = match &crl_file {
+        let (inner, stamp, next_update) = match &crl_file {
             Some(path) => {
                 let stamp = stamp(path).map_err(|source| TlsError::Read {
                     path: path.clone(),
                     source,
                 })?;
-                (build(&roots, &provider, Some(path))?, Some(stamp))
+                let next = next_update(path)?;
+                (build(&roots, &provider, Some(path))?, Some(stamp), next)
             }
-            None => (build(&roots, &provider, None)?, None),
+            None => (build(&roots, &provider, None)?, None, None),
         };
         Ok(MemberVerifier {
             instance,
@@ -88,12 +105,90 @@ impl MemberVerifier {
             hints,
             provider,
             crl_file,
+            grace,
             state: Mutex::new(State {
                 inner,
                 stamp,
+                next_update,
                 checked: Instant::now(),
             }),
+            reloaded: watch::Sender::new(0),
         })
+    }
+
+    /// A receiver that changes whenever the CRL is reloaded.
+    pub fn reloads(&self) -> watch::Receiver<u64> {
+        self.reloaded.subscribe()
+    }
+
+    /// Whether a connection's certificate chain (leaf first) would still be let in now: not
+    /// expired, not revoked by the CRL in force, still a member.
+    pub fn still_valid(&self, chain: &[rustls::pki_types::CertificateDer<'static>]) -> bool {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return false;
+        };
+        self.verify_client_cert(leaf, intermediates, UnixTime::now())
+            .is_ok()
+    }
+
+    /// `Err` with the reason while the CRL in force is past its `nextUpdate` and the grace.
+    pub fn crl_health(&self) -> Result<(), String> {
+        let next = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_update;
+        match next {
+            Some(t) if SystemTime::now() > t + self.grace => {
+                let path = self
+                    .crl_file
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("?"));
+                let since = time::OffsetDateTime::from(t)
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                Err(format!(
+                    "CRL {} is past its nextUpdate ({since}); refresh it (`simpul certs \
+                     crl-refresh` for the development CA)",
+                    path.display()
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Re-reads the CRL if its file changed since the last look; true when it was reloaded.
+    pub fn refresh(&self) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.checked = Instant::now();
+        let Some(path) = &self.crl_file else {
+            return false;
+        };
+        match stamp(path) {
+            Ok(now) if Some(now) != st.stamp => {
+                match build(&self.roots, &self.provider, Some(path))
+                    .and_then(|v| Ok((v, next_update(path)?)))
+                {
+                    Ok((v, next)) => {
+                        tracing::info!(crl = %path.display(), "CRL changed; reloaded");
+                        st.inner = v;
+                        st.stamp = Some(now);
+                        st.next_update = next;
+                        drop(st);
+                        self.reloaded.send_modify(|n| *n += 1);
+                        return true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "CRL changed but could not be loaded; keeping the previous one")
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(crl = %path.display(), error = %e, "cannot stat CRL; keeping the previous one")
+            }
+        }
+        false
     }
 
     /// The webpki verifier to use now, rebuilt first if the CRL file changed.
@@ -101,31 +196,34 @@ impl MemberVerifier {
     /// A CRL that fails to load (say, an operator's half-edited file) keeps the previous one
     /// in force and is retried on the next check, rather than taking the whole bus down.
     fn current(&self) -> Arc<dyn ClientCertVerifier> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let due = st.checked.elapsed() >= CRL_CHECK_INTERVAL;
-        if let (Some(path), true) = (&self.crl_file, due) {
-            st.checked = Instant::now();
-            match stamp(path) {
-                Ok(now) if Some(now) != st.stamp => {
-                    match build(&self.roots, &self.provider, Some(path)) {
-                        Ok(v) => {
-                            tracing::info!(crl = %path.display(), "CRL changed; reloaded");
-                            st.inner = v;
-                            st.stamp = Some(now);
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "CRL changed but could not be loaded; keeping the previous one")
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(crl = %path.display(), error = %e, "cannot stat CRL; keeping the previous one")
-                }
-            }
+        let due = {
+            let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.checked.elapsed() >= CRL_CHECK_INTERVAL
+        };
+        if due {
+            self.refresh();
         }
-        st.inner.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .inner
+            .clone()
     }
+}
+
+/// The earliest `nextUpdate` among the CRLs in `path` (`None` if none has one).
+fn next_update(path: &std::path::Path) -> Result<Option<SystemTime>, TlsError> {
+    let mut earliest: Option<SystemTime> = None;
+    for der in super::load_crls(path)? {
+        let Ok((_, crl)) = x509_parser::parse_x509_crl(der.as_ref()) else {
+            continue; // webpki refuses it when building the verifier, with its reason
+        };
+        if let Some(t) = crl.next_update() {
+            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64);
+            earliest = Some(earliest.map_or(t, |e| e.min(t)));
+        }
+    }
+    Ok(earliest)
 }
 
 fn stamp(path: &std::path::Path) -> std::io::Result<(SystemTime, u64)> {
@@ -176,6 +274,7 @@ impl ClientCertVerifier for MemberVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         self.current()
             .verify_client_cert(end_entity, intermediates, now)?;
+        self.crl_health().map_err(|why| refuse(StaleCrl(why)))?;
         let member = member_from_cert(&self.instance, end_entity).map_err(refuse)?;
         if !(self.is_member)(&member) {
             return Err(refuse(NotAMember(member)));

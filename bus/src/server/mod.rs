@@ -10,14 +10,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
+mod http;
+
+pub use http::{ConnOptions, serve as serve_connections};
 
 use crate::api::{self, ApiConfig, AppState};
-use crate::identity::{MemberId, Peer};
+use crate::identity::MemberId;
 use crate::pki::{DevCa, PkiError, Validity};
 use crate::registry::{Registry, RegistryError};
 use crate::store::{SqliteStore, Store, StoreError, StoreOptions};
-use crate::tls::{self, TlsError, TlsListener, TlsSettings};
+use crate::tls::{self, MemberVerifier, ServerTls, TlsError, TlsListener, TlsSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -45,9 +47,30 @@ pub struct ServeOptions {
     pub data: PathBuf,
     pub listen: SocketAddr,
     pub api: ApiConfig,
+    pub conn: ConnOptions,
     pub handshake_timeout: Duration,
     pub max_connections: usize,
     pub store_busy_timeout: Duration,
+    /// How long past its `nextUpdate` the CRL is still trusted.
+    pub crl_grace: Duration,
+}
+
+/// `simpul serve`'s defaults, in one place for the CLI, the demo, the benchmark and tests.
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            registry: "registry.toml".into(),
+            certs: "certs".into(),
+            data: "data".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            api: ApiConfig::default(),
+            conn: ConnOptions::default(),
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            store_busy_timeout: Duration::from_secs(2),
+            crl_grace: Duration::ZERO,
+        }
+    }
 }
 
 /// Creates the development PKI on first run, and a certificate for any registry member that
@@ -81,7 +104,7 @@ pub fn ensure_dev_pki(certs: &Path, registry: &Registry) -> Result<(), PkiError>
 pub struct Prepared {
     pub state: Arc<AppState>,
     pub store: Arc<SqliteStore>,
-    pub tls: Arc<rustls::ServerConfig>,
+    pub tls: ServerTls,
     pub settings: TlsSettings,
 }
 
@@ -95,16 +118,24 @@ pub fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
         } else {
             trust.ca.clone()
         },
-        crl_file: trust
-            .crl
-            .clone()
-            .or_else(|| Some(opts.certs.join("crl.pem")).filter(|p| p.exists())),
+        // The development CA's CRL must be there: without it revocation would silently be off.
+        crl_file: match (&trust.crl, trust.ca.is_empty()) {
+            (Some(crl), _) => Some(crl.clone()),
+            (None, true) => Some(opts.certs.join(crate::pki::CRL)),
+            (None, false) => None,
+        },
         cert_file: opts.certs.join("server.pem"),
         key_file: opts.certs.join("server.key"),
         instance: registry.instance.clone(),
         handshake_timeout: opts.handshake_timeout,
         max_connections: opts.max_connections,
+        crl_grace: opts.crl_grace,
     };
+    if settings.crl_file.is_none() {
+        tracing::warn!(
+            "no CRL configured for the trusted CA(s): revoked certificates are not refused"
+        );
+    }
     let known = registry.clone();
     let tls = tls::server_config(
         &settings,
@@ -122,10 +153,6 @@ pub fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
     })
 }
 
-fn make_service(state: Arc<AppState>) -> IntoMakeServiceWithConnectInfo<axum::Router, Peer> {
-    api::app(state).into_make_service_with_connect_info::<Peer>()
-}
-
 /// Serves until `shutdown` resolves, then drains and flushes. Prints the bound address on
 /// stdout (`simpul listening on https://…`) so scripts can use port 0.
 pub async fn serve(
@@ -133,7 +160,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let p = prepare(&opts)?;
-    let listener = TlsListener::bind(opts.listen, p.tls.clone(), &p.settings)
+    let listener = TlsListener::bind(opts.listen, p.tls.config.clone(), &p.settings)
         .await
         .map_err(|source| ServeError::Listen {
             addr: opts.listen,
@@ -143,14 +170,51 @@ pub async fn serve(
     println!("simpul listening on https://{addr}");
     tracing::info!(%addr, instance = %p.state.registry.instance, "serving");
     let state = p.state.clone();
-    let shutdown = async move {
+    tokio::spawn(async move {
         shutdown.await;
         state.closing.send_replace(true);
-    };
-    axum::serve(listener, make_service(p.state.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    tracing::info!("stopped accepting; flushing the store");
-    p.store.close().await;
+    });
+    run(p, listener, opts.conn).await;
     Ok(())
+}
+
+/// Serves a prepared bus on `listener` until its state's `closing` turns true, then lets
+/// requests in flight finish and flushes the store.
+pub async fn run(p: Prepared, listener: TlsListener, conn: ConnOptions) {
+    let verifier = p.tls.verifier.clone();
+    let v = verifier.clone();
+    p.state.add_readiness(Arc::new(move || v.crl_health()));
+    let watcher = tokio::spawn(watch_crl(verifier.clone()));
+    let shutdown = p.state.closing.subscribe();
+    http::serve(
+        listener,
+        api::app(p.state.clone()),
+        conn,
+        Some(verifier),
+        shutdown,
+    )
+    .await;
+    watcher.abort();
+    tracing::info!("stopped serving; flushing the store");
+    p.store.close().await;
+}
+
+/// Looks at the CRL every second, so a revocation reaches open connections within seconds
+/// even when no one connects; logs an error every minute while the CRL is stale.
+async fn watch_crl(verifier: Arc<MemberVerifier>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_alarm: Option<tokio::time::Instant> = None;
+    loop {
+        tick.tick().await;
+        verifier.refresh();
+        match verifier.crl_health() {
+            Ok(()) => last_alarm = None,
+            Err(why) => {
+                if last_alarm.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    tracing::error!("{why}; new connections are refused and /readyz is false");
+                    last_alarm = Some(tokio::time::Instant::now());
+                }
+            }
+        }
+    }
 }

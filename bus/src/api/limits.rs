@@ -1,0 +1,185 @@
+//! Middleware that bounds what one request may take: its rate, its body's memory and time,
+//! and its encoding; and the last word on errors, so every 4xx and 5xx is problem+json.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+
+use super::SharedState;
+use crate::error::ApiError;
+use crate::identity::Peer;
+
+/// The body did not arrive in full within `--body-timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+pub struct BodyTimedOut(pub Duration);
+
+/// A request body that must be complete by a deadline: a sender that trickles bytes cannot
+/// hold a connection, a buffer and a handler for longer than the body timeout.
+struct DeadlineBody {
+    inner: Body,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+impl HttpBody for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(self.limit))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Content codings the bus decodes; anything else is refused rather than read as plain.
+fn known_encoding(headers: &HeaderMap) -> Result<bool, ApiError> {
+    let Some(v) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(false);
+    };
+    let v = v.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    match v.as_str() {
+        "" | "identity" => Ok(false),
+        "gzip" | "x-gzip" => Ok(true),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Encoding {other:?}; send gzip or no encoding"
+        ))),
+    }
+}
+
+/// Checks the encoding, reserves the body's bytes from `--max-buffered` before anything is
+/// read, and puts the whole body under `--body-timeout`.
+///
+/// The reservation is the declared length when the body is plain, and `--max-body` when it is
+/// compressed or its length is unknown (it may decompress to that much). Over budget, the
+/// sender gets 503 with Retry-After instead of the bus running out of memory.
+pub async fn body_guard(
+    State(st): State<SharedState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let compressed = known_encoding(req.headers())?;
+    let cfg = &st.config;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let reserve = match declared {
+        Some(0) => 0,
+        Some(n) if !compressed => n.min(cfg.max_body),
+        _ if req.method() == axum::http::Method::GET => 0,
+        _ => cfg.max_body,
+    };
+    let _reserved = if reserve == 0 {
+        None
+    } else {
+        let n = u32::try_from(reserve).unwrap_or(u32::MAX);
+        Some(
+            st.buffered
+                .try_acquire_many(n)
+                .map_err(|_| ApiError::Overloaded {
+                    retry_after: Duration::from_secs(1),
+                })?,
+        )
+    };
+    let (parts, body) = req.into_parts();
+    let body = Body::new(DeadlineBody {
+        inner: body,
+        sleep: Box::pin(tokio::time::sleep(cfg.body_timeout)),
+        limit: cfg.body_timeout,
+    });
+    Ok(next.run(Request::from_parts(parts, body)).await)
+}
+
+/// Applies the member's token bucket, if the registry gives it a rate, and tells the client
+/// where it stands (IETF httpapi RateLimit headers).
+pub async fn rate_limit(
+    State(st): State<SharedState>,
+    peer: Peer,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(limit) = st.registry.member(&peer.member).and_then(|m| m.rate) else {
+        return next.run(req).await;
+    };
+    let window = (f64::from(limit.burst) / limit.per_second).ceil().max(1.0) as u64;
+    let policy = format!("\"member\";q={};w={window}", limit.burst);
+    let (mut resp, remaining, reset) = match st.limits.rate.take(&peer.member, limit) {
+        Ok(a) => (next.run(req).await, a.remaining, a.reset),
+        Err(over) => {
+            let after = over.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            let e = ApiError::RateLimited {
+                retry_after: Duration::from_secs(after),
+            };
+            (e.into_response(), 0, after)
+        }
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&policy) {
+        h.insert("ratelimit-policy", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"member\";r={remaining};t={reset}")) {
+        h.insert("ratelimit", v);
+    }
+    resp
+}
+
+/// Turns any error answer that is not problem+json (axum's own rejections, a panic caught by
+/// a layer) into one of the catalogue's problems, so clients can rely on one error format.
+pub async fn problems_only(State(st): State<SharedState>, resp: Response) -> Response {
+    let status = resp.status();
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return resp;
+    }
+    let text = axum::body::to_bytes(resp.into_body(), 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let detail = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let e = match status {
+        StatusCode::NOT_FOUND => ApiError::NotFound(detail),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
+            limit: st.config.max_body,
+        },
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(detail),
+        StatusCode::UNAUTHORIZED => ApiError::Unauthenticated,
+        s if s.is_client_error() => ApiError::Malformed {
+            detail,
+            errors: Vec::new(),
+        },
+        _ => ApiError::Internal(detail),
+    };
+    e.into_response()
+}
