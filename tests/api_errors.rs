@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn accepts_a_valid_event_and_answers_with_id_and_warnings() {
@@ -156,10 +156,28 @@ async fn a_locked_store_answers_503_with_retry_after_then_recovers() {
     assert_status(&a, 503);
     assert_eq!(a.problem(), Some("store-unavailable"));
     assert!(a.retry_after.is_some(), "503 must carry Retry-After");
+    // Readiness tells the truth: the last write failed, and says why.
+    let r = c.request(Method::GET, "/readyz", None, None).await.unwrap();
+    assert_status(&r, 503);
+    assert_eq!(r.problem(), Some("not-ready"));
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("last write failed")
+    );
+    assert_status(
+        &c.request(Method::GET, "/healthz", None, None)
+            .await
+            .unwrap(),
+        200,
+    );
     db.execute_batch("ROLLBACK").unwrap();
 
     let a = c.send(&death(NIK)).await.unwrap();
     assert_status(&a, 202);
+    let r = c.request(Method::GET, "/readyz", None, None).await.unwrap();
+    assert_status(&r, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -230,4 +248,146 @@ async fn too_many_writes_in_flight_get_503_overloaded_with_retry_after() {
         .unwrap()
         .unwrap();
     assert_status(&a, 202);
+}
+
+/// One id, one spelling: braces, `urn:uuid:`, upper case and no hyphens are the same id, and
+/// a retry that leaves out `time`/`source` or fills them in is the same message.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_id_in_any_spelling_is_one_message() {
+    let bus = Bus::start(&[]);
+    let c = bus.client(DUKCAPIL);
+    let ev = death(NIK);
+    let id = ev["id"].as_str().unwrap().to_owned();
+    let first = c.send(&ev).await.unwrap();
+    assert_status(&first, 202);
+    assert_eq!(first.body["status"], "accepted");
+    for spelling in [
+        format!("{{{id}}}"),
+        format!("urn:uuid:{id}"),
+        id.to_uppercase(),
+        id.replace('-', ""),
+    ] {
+        let mut retry = ev.clone();
+        retry["id"] = json!(spelling);
+        retry["source"] = json!(DUKCAPIL);
+        retry["time"] = json!("2026-11-30T10:00:00Z");
+        let a = c.send(&retry).await.unwrap();
+        assert_status(&a, 202);
+        assert_eq!(a.body["status"], "duplicate", "{spelling}");
+        assert_eq!(a.body["id"], json!(id));
+    }
+    let got = pull_now(&bus.client(HR)).await;
+    assert_eq!(leased_ids(&got), [id_of(&ev)]);
+    assert_eq!(got.body["messages"][0]["event"]["id"], json!(id));
+}
+
+/// CloudEvents attribute types are enforced: what is stored is delivered to every consumer.
+#[tokio::test(flavor = "multi_thread")]
+async fn attribute_types_are_checked_and_null_means_absent() {
+    let bus = Bus::start(&[]);
+    let c = bus.client(DUKCAPIL);
+    let mut ev = death(NIK);
+    ev["subject"] = json!({ "a": 1 });
+    ev["datacontenttype"] = json!(7);
+    ev["Ext_Bad"] = json!("x");
+    ev["nested"] = json!({ "deep": true });
+    let a = c.send(&ev).await.unwrap();
+    assert_status(&a, 400);
+    let mut p = a.pointers();
+    p.sort();
+    assert_eq!(p, ["/Ext_Bad", "/datacontenttype", "/nested", "/subject"]);
+    assert_status(&c.status(id_of(&ev)).await.unwrap(), 404);
+    let mut ok = death(NIK);
+    ok["subject"] = Value::Null;
+    ok["traceparent"] = json!("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    ok["priority"] = json!(3);
+    assert_status(&c.send(&ok).await.unwrap(), 202);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_content_encoding_is_415() {
+    let bus = Bus::start(&[]);
+    let c = bus.client(DUKCAPIL);
+    let body = serde_json::to_vec(&death(NIK)).unwrap();
+    let resp = c
+        .http()
+        .post(c.url("/v1/messages"))
+        .header("content-type", "application/cloudevents+json")
+        .header("content-encoding", "br")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn query_values_out_of_range_are_400_naming_the_parameter() {
+    let bus = Bus::start(&[]);
+    let c = bus.client(HR);
+    for (path, name) in [
+        ("/v1/inbox?max=0", "max"),
+        ("/v1/inbox?max=101", "max"),
+        ("/v1/inbox?lease=0", "lease"),
+        ("/v1/inbox?lease=3601", "lease"),
+        ("/v1/inbox?wait=31", "wait"),
+        ("/v1/feeds/siak.penduduk.meninggal?limit=0", "limit"),
+        ("/v1/feeds/siak.penduduk.meninggal?limit=1001", "limit"),
+        ("/v1/feeds/siak.penduduk.meninggal?after=-1", "after"),
+    ] {
+        let a = c.request(Method::GET, path, None, None).await.unwrap();
+        assert_status(&a, 400);
+        assert_eq!(a.problem(), Some("malformed"));
+        assert_eq!(a.pointers(), [format!("/query/{name}").as_str()], "{path}");
+    }
+}
+
+/// axum's own rejections answer in the problem catalogue too, never `text/plain`.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_rejection_is_problem_json() {
+    let bus = Bus::start(&["--max-body", "1024"]);
+    let c = bus.client(DUKCAPIL);
+    let big = vec![b'x'; 4096];
+    for (method, path, ct, body, status) in [
+        (Method::GET, "/v1/messages/%FF%FE", None, None, 400),
+        (Method::GET, "/v1/inbox?max=abc", None, None, 400),
+        (
+            Method::POST,
+            "/v1/inbox/ack",
+            Some("application/json"),
+            Some(b"{\"ids\":".to_vec()),
+            400,
+        ),
+        (
+            Method::POST,
+            "/v1/queries/0190c1de-0000-7000-8000-000000000001/reply",
+            Some("application/json"),
+            Some(big),
+            404,
+        ),
+        (Method::PUT, "/v1/messages", None, None, 405),
+    ] {
+        let resp = c
+            .http()
+            .request(method.clone(), c.url(path))
+            .header("content-type", ct.unwrap_or("application/json"))
+            .body(body.unwrap_or_default())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{method} {path}");
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/problem+json",
+            "{method} {path}"
+        );
+        let p: Value = resp.json().await.unwrap();
+        assert!(
+            p["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:simpul:problem:")
+        );
+    }
 }

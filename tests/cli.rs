@@ -133,14 +133,18 @@ fn registry_check_reports_every_error_at_once() {
     .unwrap();
     let reg = r#"
 instance = "test"
+[limits]
+rate = "fast"
 [trust]
 ca = ["nope.pem"]
 [[member]]
 id = "GOV/a"
 name = "A"
+burst = 5
 [[member]]
 id = "GOV/a"
 name = "A again"
+rate = "0/s"
 [[member]]
 id = "XYZ/b"
 name = "bad class"
@@ -170,6 +174,9 @@ producers = ["GOV/a"]
         "GOV/ghost",
         "defined twice",
         "needs a provider",
+        "limits: rate \"fast\"",
+        "burst is set without a rate",
+        "rate \"0/s\"",
     ] {
         assert!(
             err.contains(expected),
@@ -250,4 +257,47 @@ async fn a_registry_trust_section_replaces_the_development_ca() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert_status(&a.unwrap(), 200);
+}
+
+/// `simpul check` applies the bus's envelope rules to a whole event: `dataschema`, `to`,
+/// attribute types, and (with `--as`) the producer ACL; an event it passes, the bus accepts.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_applies_the_same_envelope_rules_as_the_bus() {
+    let bus = Bus::start(&[]);
+    let dukcapil = bus.client(DUKCAPIL);
+    let mut cases = Vec::new();
+    let mut ev = death(NIK);
+    ev["dataschema"] = json!("sipanse.izin.permohonan.v1");
+    cases.push((ev, "/dataschema"));
+    let mut ev = death(NIK);
+    ev["to"] = json!("GOV/dpmptsp");
+    cases.push((ev, "/to"));
+    let mut ev = death(NIK);
+    ev["subject"] = json!({ "a": 1 });
+    cases.push((ev, "/subject"));
+    for (ev, pointer) in cases {
+        let out = simpul(&["check", "siak.penduduk.meninggal"], &ev.to_string());
+        assert_eq!(out.status.code(), Some(1), "check passed {pointer}");
+        let problem: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(problem["errors"][0]["pointer"], pointer);
+        let a = dukcapil.send(&ev).await.unwrap();
+        assert_status(&a, 400);
+        assert_eq!(a.pointers(), [pointer]);
+    }
+    // The producer ACL, when the sender is named.
+    let out = simpul(
+        &["check", "siak.penduduk.meninggal", "--as", PORTAL],
+        &death(NIK).to_string(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let problem: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(problem["status"], 403);
+    let mut ev = death(NIK);
+    ev["id"] = json!(format!("{{{}}}", ev["id"].as_str().unwrap().to_uppercase()));
+    let out = simpul(
+        &["check", "siak.penduduk.meninggal", "--as", DUKCAPIL],
+        &ev.to_string(),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_status(&dukcapil.send(&ev).await.unwrap(), 202);
 }

@@ -151,3 +151,57 @@ async fn a_provider_nack_answers_the_requester_at_once_with_502() {
     let again = bus.client(HR).send(&ev).await.unwrap();
     assert_status(&again, 502);
 }
+
+/// A reply after the provider nacked the query is refused with 409; the requester's answer
+/// stays the refusal.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_after_a_nack_is_409_and_the_answer_stays_502() {
+    let bus = Bus::start(&["--query-timeout", "60"]);
+    let dukcapil = bus.client(DUKCAPIL);
+    let hr = bus.client(HR);
+    let ev = verify_request();
+    let ask = {
+        let (hr, ev) = (hr.clone(), ev.clone());
+        tokio::spawn(async move { hr.send(&ev).await.unwrap() })
+    };
+    let got = dukcapil
+        .pull(1, Duration::from_secs(20), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let id = leased_ids(&got)[0];
+    assert_status(&dukcapil.nack(id, "tidak ditemukan").await.unwrap(), 200);
+    assert_status(&ask.await.unwrap(), 502);
+    let late = dukcapil.reply(id, &verify_response()).await.unwrap();
+    assert_status(&late, 409);
+    assert_status(&hr.send(&ev).await.unwrap(), 502);
+}
+
+/// A query dead-lettered because its leases ran out is 504 provider-unavailable, not a
+/// refusal by the provider.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_query_whose_leases_ran_out_is_provider_unavailable() {
+    let bus = Bus::start(&["--query-timeout", "2", "--max-attempts", "1"]);
+    let dukcapil = bus.client(DUKCAPIL);
+    let hr = bus.client(HR);
+    let ev = verify_request();
+    let ask = {
+        let (hr, ev) = (hr.clone(), ev.clone());
+        tokio::spawn(async move { hr.send(&ev).await.unwrap() })
+    };
+    let got = dukcapil
+        .pull(1, Duration::from_secs(20), Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(leased_ids(&got), [id_of(&ev)]);
+    // The provider never answers; once its lease runs out, its next pull dead-letters it.
+    let dead = wait_until(Duration::from_secs(10), || async {
+        pull_now(&dukcapil).await;
+        hr.status(id_of(&ev)).await.unwrap().body["status"] == "dead_lettered"
+    })
+    .await;
+    assert!(dead);
+    assert_status(&ask.await.unwrap(), 504);
+    let again = hr.send(&ev).await.unwrap();
+    assert_status(&again, 504);
+    assert_eq!(again.problem(), Some("provider-unavailable"));
+}

@@ -25,6 +25,7 @@ pub enum ClientError {
 pub struct Answer {
     pub status: StatusCode,
     pub retry_after: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
     pub body: Value,
 }
 
@@ -37,12 +38,14 @@ impl Answer {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let headers = resp.headers().clone();
         let bytes = resp.bytes().await?;
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         Ok(Answer {
             status,
             retry_after,
+            headers,
             body,
         })
     }

@@ -204,9 +204,16 @@ impl Registry {
             errors,
         };
         let text = std::fs::read_to_string(path).map_err(|e| fail(vec![e.to_string()]))?;
-        let raw: RawRegistry = toml::from_str(&text).map_err(|e| fail(vec![e.to_string()]))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Registry::build(raw, base).map_err(fail)
+        Registry::parse(&text, base).map_err(fail)
+    }
+
+    /// Parses and validates a registry from its TOML text, as [`Registry::load`] does with a
+    /// file's contents: relative paths in it (`schemas_dir`, `[trust]`) are resolved against
+    /// `base`. Every error at once.
+    pub fn parse(text: &str, base: &Path) -> Result<Registry, Vec<String>> {
+        let raw: RawRegistry = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
+        Registry::build(raw, base)
     }
 
     fn build(raw: RawRegistry, base: &Path) -> Result<Registry, Vec<String>> {

@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+pub mod raw;
+
 use bus::client::{Answer, Client};
 use bus::identity::MemberId;
 use serde_json::{Value, json};

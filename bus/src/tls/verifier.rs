@@ -127,8 +127,24 @@ impl MemberVerifier {
         let Some((leaf, intermediates)) = chain.split_first() else {
             return false;
         };
-        self.verify_client_cert(leaf, intermediates, UnixTime::now())
-            .is_ok()
+        self.check(leaf, intermediates, UnixTime::now()).is_ok()
+    }
+
+    /// Chain, CRL and membership; not the CRL's freshness, which only stops new handshakes
+    /// (so connections already open can still read `/readyz` and learn why).
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        self.current()
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let member = member_from_cert(&self.instance, end_entity).map_err(refuse)?;
+        if !(self.is_member)(&member) {
+            return Err(refuse(NotAMember(member)));
+        }
+        Ok(())
     }
 
     /// `Err` with the reason while the CRL in force is past its `nextUpdate` and the grace.
@@ -272,13 +288,8 @@ impl ClientCertVerifier for MemberVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.current()
-            .verify_client_cert(end_entity, intermediates, now)?;
+        self.check(end_entity, intermediates, now)?;
         self.crl_health().map_err(|why| refuse(StaleCrl(why)))?;
-        let member = member_from_cert(&self.instance, end_entity).map_err(refuse)?;
-        if !(self.is_member)(&member) {
-            return Err(refuse(NotAMember(member)));
-        }
         Ok(ClientCertVerified::assertion())
     }
 
