@@ -42,19 +42,7 @@ async fn a_stale_crl_refuses_new_handshakes_and_makes_the_bus_unready() {
     let bus = Bus::start(&[]);
     let open = bus.client(DUKCAPIL);
     assert_status(&readyz(&open).await.unwrap(), 200);
-    let refresh = |hours: &str| {
-        let out = bus
-            .simpul()
-            .args(["certs", "crl-refresh", "--hours", hours, "--dir"])
-            .arg(bus.certs())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let refresh = |hours: &str| bus.certs_command(&["crl-refresh", "--hours", hours]);
     // The CRL's nextUpdate is now: from here on it is stale.
     refresh("0");
     let unready = wait_until(Duration::from_secs(10), || async {

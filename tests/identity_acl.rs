@@ -103,17 +103,7 @@ async fn a_revoked_certificate_is_refused_without_a_restart() {
     let bus = Bus::start(&[]);
     let portal = bus.client(PORTAL);
     assert!(reaches_http(&portal).await);
-    let out = bus
-        .simpul()
-        .args(["certs", "revoke", PORTAL, "--dir"])
-        .arg(bus.certs())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    bus.certs_command(&["revoke", PORTAL]);
     // A fresh client each time: a revoked member must not get a new connection.
     let refused = wait_until(Duration::from_secs(10), || async {
         !reaches_http(&bus.client(PORTAL)).await

@@ -73,13 +73,7 @@ async fn revocation_closes_the_members_open_connections() {
     let mut portal = RawConn::open(&bus, PORTAL).await;
     let mut dukcapil = RawConn::open(&bus, DUKCAPIL).await;
     assert!(portal.get("/healthz").await.is_some());
-    let out = bus
-        .simpul()
-        .args(["certs", "revoke", PORTAL, "--dir"])
-        .arg(bus.certs())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    bus.certs_command(&["revoke", PORTAL]);
     let started = Instant::now();
     assert!(
         portal.closed_within(SOON).await,

@@ -53,9 +53,8 @@ async fn ask_in_background(
     member: &str,
     ev: Value,
 ) -> tokio::task::JoinHandle<bus::client::Answer> {
-    let c = bus.client(member);
     let id = id_of(&ev);
-    let task = tokio::spawn(async move { c.send(&ev).await.unwrap() });
+    let task = send_in_background(&bus.client(member), &ev);
     let status = bus.client(member);
     let stored = wait_until(Duration::from_secs(10), || async {
         status.status(id).await.unwrap().status == 200
@@ -91,10 +90,7 @@ async fn a_timed_out_query_is_withdrawn_and_a_retry_asks_again() {
     let reason = s.body["deliveries"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("stopped waiting"), "{reason}");
     // The requester's retry puts it back before the provider, who answers this time.
-    let retry = {
-        let (hr, ev) = (hr.clone(), ev.clone());
-        tokio::spawn(async move { hr.send(&ev).await.unwrap() })
-    };
+    let retry = send_in_background(&hr, &ev);
     let got = dukcapil
         .pull(1, Duration::from_secs(5), Duration::from_secs(30))
         .await

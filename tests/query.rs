@@ -117,10 +117,7 @@ async fn a_provider_nack_answers_the_requester_at_once_with_502() {
     let dukcapil = bus.client(DUKCAPIL);
     let requester = bus.client(HR);
     let ev = verify_request();
-    let ask = {
-        let ev = ev.clone();
-        tokio::spawn(async move { requester.send(&ev).await.unwrap() })
-    };
+    let ask = send_in_background(&requester, &ev);
     let got = dukcapil
         .pull(1, Duration::from_secs(20), Duration::from_secs(30))
         .await
@@ -160,10 +157,7 @@ async fn a_reply_after_a_nack_is_409_and_the_answer_stays_502() {
     let dukcapil = bus.client(DUKCAPIL);
     let hr = bus.client(HR);
     let ev = verify_request();
-    let ask = {
-        let (hr, ev) = (hr.clone(), ev.clone());
-        tokio::spawn(async move { hr.send(&ev).await.unwrap() })
-    };
+    let ask = send_in_background(&hr, &ev);
     let got = dukcapil
         .pull(1, Duration::from_secs(20), Duration::from_secs(30))
         .await
@@ -180,14 +174,11 @@ async fn a_reply_after_a_nack_is_409_and_the_answer_stays_502() {
 /// refusal by the provider.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_query_whose_leases_ran_out_is_provider_unavailable() {
-    let bus = Bus::start(&["--query-timeout", "2", "--max-attempts", "1"]);
+    let bus = Bus::start(&["--query-timeout", "30", "--max-attempts", "1"]);
     let dukcapil = bus.client(DUKCAPIL);
     let hr = bus.client(HR);
     let ev = verify_request();
-    let ask = {
-        let (hr, ev) = (hr.clone(), ev.clone());
-        tokio::spawn(async move { hr.send(&ev).await.unwrap() })
-    };
+    let ask = send_in_background(&hr, &ev);
     let got = dukcapil
         .pull(1, Duration::from_secs(20), Duration::from_secs(1))
         .await
@@ -200,8 +191,38 @@ async fn a_query_whose_leases_ran_out_is_provider_unavailable() {
     })
     .await;
     assert!(dead);
-    assert_status(&ask.await.unwrap(), 504);
+    // The waiting requester hears it at once, not after its 30 s timeout.
+    let live = tokio::time::timeout(Duration::from_secs(10), ask)
+        .await
+        .expect("the requester waited for its timeout")
+        .unwrap();
+    assert_status(&live, 504);
+    assert_eq!(live.problem(), Some("provider-unavailable"));
     let again = hr.send(&ev).await.unwrap();
     assert_status(&again, 504);
     assert_eq!(again.problem(), Some("provider-unavailable"));
+}
+
+/// A query id belongs to its requester: another member sending the same id asks its own
+/// question and never receives the stored answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_member_reusing_a_query_id_never_gets_its_answer() {
+    let bus = Bus::start(&["--query-timeout", "2"]);
+    let ev = verify_request();
+    let provider = tokio::spawn(provide_once(bus.client(DUKCAPIL), verify_response()));
+    let a = bus.client(HR).send(&ev).await.unwrap();
+    assert_status(&a, 200);
+    assert_status(&provider.await.unwrap(), 200);
+    // Same id, same content, another requester: a new question to the provider.
+    let other = bus.client(DPMPTSP).send(&ev).await.unwrap();
+    assert_status(&other, 504);
+    let got = pull_now(&bus.client(DUKCAPIL)).await;
+    assert!(
+        leased_ids(&got).is_empty(),
+        "a withdrawn query was delivered"
+    );
+    // The first requester's retry still gets its own answer.
+    let again = bus.client(HR).send(&ev).await.unwrap();
+    assert_status(&again, 200);
+    assert_eq!(again.body["data"], a.body["data"]);
 }

@@ -217,6 +217,23 @@ impl Bus {
         .expect("client")
     }
 
+    /// Runs `simpul certs <args> --dir <this bus's certs>` and checks that it succeeded.
+    pub fn certs_command(&self, args: &[&str]) {
+        let out = self
+            .simpul()
+            .arg("certs")
+            .args(args)
+            .arg("--dir")
+            .arg(self.certs())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn simpul(&self) -> Command {
         let mut c = Command::new(bin());
         c.current_dir(repo());
@@ -283,6 +300,12 @@ pub fn leased_ids(a: &Answer) -> Vec<Uuid> {
 #[track_caller]
 pub fn assert_status(a: &Answer, code: u16) {
     assert_eq!(a.status.as_u16(), code, "unexpected answer: {:#}", a.body);
+}
+
+/// Sends `ev` from `c` in the background (a query that waits for its provider, say).
+pub fn send_in_background(c: &Client, ev: &Value) -> tokio::task::JoinHandle<Answer> {
+    let (c, ev) = (c.clone(), ev.clone());
+    tokio::spawn(async move { c.send(&ev).await.unwrap() })
 }
 
 /// Leases what is in `c`'s inbox right now: up to 10 messages, no waiting, a 30 s lease.

@@ -16,7 +16,7 @@ use super::{SharedState, in_range, malformed, parse_id};
 use crate::error::ApiError;
 use crate::identity::Peer;
 use crate::problem::FieldError;
-use crate::store::{LeaseRequest, Leased, Settled};
+use crate::store::{LeaseRequest, Leased, Leases, Settled};
 
 /// How often a waiting poll looks again for leases that ran out (arrivals wake it at once).
 const RECHECK: Duration = Duration::from_millis(250);
@@ -74,7 +74,12 @@ pub async fn pull(
         tokio::pin!(notified);
         notified.as_mut().enable();
         let messages = if arrived || st.store.has_ready(&peer.member).await? {
-            st.store.lease(&peer.member, req).await?
+            let Leases { leased, expired } = st.store.lease(&peer.member, req).await?;
+            // A waiting requester of a query that ran out of leases hears it now.
+            for (sender, id) in expired {
+                st.queries.unavailable(&sender, id, &peer.member);
+            }
+            leased
         } else {
             Vec::new()
         };

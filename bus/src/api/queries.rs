@@ -86,6 +86,14 @@ impl PendingQueries {
         self.answer(&key, Err(Unanswered::Refused(reason.to_owned())));
     }
 
+    /// The query's leases ran out without a reply: its requester hears it at once (504
+    /// provider-unavailable) instead of waiting for its timeout.
+    pub fn unavailable(&self, requester: &MemberId, id: Uuid, provider: &MemberId) {
+        let key = (requester.clone(), id);
+        let why = format!("{provider} took the query but did not answer before its leases ran out");
+        self.answer(&key, Err(Unanswered::Unavailable(why)));
+    }
+
     fn forget(&self, key: &Key) {
         let mut map = self.lock();
         if let Some(w) = map.get_mut(key) {

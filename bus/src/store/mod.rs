@@ -72,6 +72,16 @@ pub struct Leased {
     pub event: Box<RawValue>,
 }
 
+/// What a lease took, and what it sent to the dead letters on the way because their leases
+/// had run out `max_attempts` times.
+#[derive(Debug, Default)]
+pub struct Leases {
+    pub leased: Vec<Leased>,
+    /// (sender, id) of each message dead-lettered by this lease: a waiting requester of such a
+    /// query learns at once that its provider is not answering.
+    pub expired: Vec<(MemberId, Uuid)>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
     Done,
@@ -159,7 +169,7 @@ pub trait Store: Send + Sync + 'static {
     async fn append(&self, batch: Vec<NewMessage>) -> Result<AppendOutcome, StoreError>;
     /// Leases up to `req.max` messages from `member`'s inbox, dead-lettering those whose
     /// lease ran out `req.max_attempts` times.
-    async fn lease(&self, member: &MemberId, req: LeaseRequest) -> Result<Vec<Leased>, StoreError>;
+    async fn lease(&self, member: &MemberId, req: LeaseRequest) -> Result<Leases, StoreError>;
     /// Whether a lease for `member` would find anything now: a read, so waiting consumers can
     /// look often without taking the writer's time.
     async fn has_ready(&self, member: &MemberId) -> Result<bool, StoreError>;

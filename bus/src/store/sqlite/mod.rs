@@ -34,7 +34,7 @@ pub use schema::SchemaError;
 use writer::{Answer, Checkpointer, Op, WAL_BOUND_PAGES, WRITER_CACHE_KIB, Writer};
 
 use super::{
-    AppendOutcome, FeedItem, LeaseRequest, Leased, MessageRecord, NewMessage, ReplyOutcome,
+    AppendOutcome, FeedItem, LeaseRequest, Leases, MessageRecord, NewMessage, ReplyOutcome,
     Settled, Store, StoreError,
 };
 use crate::identity::MemberId;
@@ -214,7 +214,7 @@ impl Store for SqliteStore {
         self.submit(|a| Op::Append(batch, a)).await
     }
 
-    async fn lease(&self, member: &MemberId, req: LeaseRequest) -> Result<Vec<Leased>, StoreError> {
+    async fn lease(&self, member: &MemberId, req: LeaseRequest) -> Result<Leases, StoreError> {
         let member = member.clone();
         self.submit(|a| Op::Lease(member, req, a)).await
     }

@@ -9,7 +9,7 @@ use super::now_ms;
 use crate::identity::MemberId;
 use crate::store::{
     AppendOutcome, Appended, DeadLetter, DeliveryState, DeliveryStatus, LeaseRequest, Leased,
-    MessageRecord, NewMessage, ReplyOutcome, Settled,
+    Leases, MessageRecord, NewMessage, ReplyOutcome, Settled,
 };
 
 const PENDING: i64 = 0;
@@ -92,7 +92,7 @@ pub(super) fn lease(
     c: &Connection,
     member: &MemberId,
     req: LeaseRequest,
-) -> rusqlite::Result<Vec<Leased>> {
+) -> rusqlite::Result<Leases> {
     let now = now_ms();
     let until = now + req.lease.as_millis() as i64;
     let expires = time::OffsetDateTime::from_unix_timestamp_nanos(until as i128 * 1_000_000)
@@ -113,7 +113,9 @@ pub(super) fn lease(
         "UPDATE deliveries SET state = 1, attempts = attempts + 1, available_at = ?2 WHERE seq = ?1",
     )?;
     let mut envelope = c.prepare_cached("SELECT envelope FROM messages WHERE seq = ?1")?;
+    let mut whose = c.prepare_cached("SELECT sender, id FROM messages WHERE seq = ?1")?;
     let mut out = Vec::new();
+    let mut gone = Vec::new();
     loop {
         let want = req.max - out.len();
         let rows: Vec<(i64, i64, i64, u32)> = open
@@ -127,6 +129,11 @@ pub(super) fn lease(
             if state == LEASED && attempts >= req.max_attempts {
                 let reason = format!("not acked after {attempts} delivery attempt(s)");
                 dead.execute(params![seq, reason, dead_code(DeadLetter::OutOfAttempts)])?;
+                let (sender, id): (String, Vec<u8>) =
+                    whose.query_row([msg_seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                if let Ok(id) = Uuid::from_slice(&id) {
+                    gone.push((member_id(sender)?, id));
+                }
                 expired += 1;
                 continue;
             }
@@ -139,7 +146,10 @@ pub(super) fn lease(
             });
         }
         if expired == 0 || fetched < want || out.len() >= req.max {
-            return Ok(out);
+            return Ok(Leases {
+                leased: out,
+                expired: gone,
+            });
         }
     }
 }

@@ -50,7 +50,7 @@ async fn concurrent_appends_share_commits() {
     };
     let mut total = 0;
     loop {
-        let got = store.lease(&b, req).await.unwrap();
+        let got = store.lease(&b, req).await.unwrap().leased;
         if got.is_empty() {
             break;
         }
@@ -85,7 +85,7 @@ async fn only_promises_wait_for_the_disk() {
         lease: Duration::from_secs(30),
         max_attempts: 3,
     };
-    assert_eq!(store.lease(&b, req).await.unwrap().len(), 1);
+    assert_eq!(store.lease(&b, req).await.unwrap().leased.len(), 1);
     assert_eq!(store.syncs(), 1, "a lease alone is not synced");
     assert_eq!(store.ack(&b, vec![m.id]).await.unwrap(), [Settled::Done]);
     assert_eq!(store.syncs(), 2, "an ack is synced before it is answered");
@@ -96,7 +96,7 @@ async fn only_promises_wait_for_the_disk() {
     };
     store.append(vec![q.clone()]).await.unwrap();
     assert_eq!(store.syncs(), 2, "a query waits for its reply's sync");
-    assert_eq!(store.lease(&b, req).await.unwrap().len(), 1);
+    assert_eq!(store.lease(&b, req).await.unwrap().leased.len(), 1);
     let out = store.reply(&b, q.id, None, "{}".into()).await.unwrap();
     assert_eq!(
         out,
@@ -161,7 +161,7 @@ async fn ids_are_per_sender() {
             .unwrap()
             .is_none()
     );
-    assert_eq!(store.lease(&b, lease_req()).await.unwrap().len(), 2);
+    assert_eq!(store.lease(&b, lease_req()).await.unwrap().leased.len(), 2);
     assert_eq!(store.ack(&b, vec![mine.id]).await.unwrap(), [Settled::Done]);
     for sender in [&a, &c] {
         let rec = store.message(sender, mine.id).await.unwrap().unwrap();
@@ -180,11 +180,18 @@ async fn a_withdrawn_query_takes_no_reply_until_reopened() {
     };
     store.append(vec![q.clone()]).await.unwrap();
     assert!(store.withdraw(&a, q.id, "timed out").await.unwrap());
-    assert!(store.lease(&b, lease_req()).await.unwrap().is_empty());
+    assert!(
+        store
+            .lease(&b, lease_req())
+            .await
+            .unwrap()
+            .leased
+            .is_empty()
+    );
     let out = store.reply(&b, q.id, None, "{}".into()).await.unwrap();
     assert_eq!(out, ReplyOutcome::Closed(DeadLetter::Withdrawn));
     assert!(store.reopen(&a, q.id).await.unwrap());
-    assert_eq!(store.lease(&b, lease_req()).await.unwrap().len(), 1);
+    assert_eq!(store.lease(&b, lease_req()).await.unwrap().leased.len(), 1);
     let out = store.reply(&b, q.id, None, "{}".into()).await.unwrap();
     assert_eq!(
         out,

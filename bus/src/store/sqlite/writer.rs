@@ -13,14 +13,14 @@ use super::{ops, unavailable};
 use crate::identity::MemberId;
 use crate::registry::Kind;
 use crate::store::{
-    AppendOutcome, LeaseRequest, Leased, NewMessage, ReplyOutcome, Settled, StoreError,
+    AppendOutcome, LeaseRequest, Leases, NewMessage, ReplyOutcome, Settled, StoreError,
 };
 
 pub(super) type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
 
 pub(super) enum Op {
     Append(Vec<NewMessage>, Answer<AppendOutcome>),
-    Lease(MemberId, LeaseRequest, Answer<Vec<Leased>>),
+    Lease(MemberId, LeaseRequest, Answer<Leases>),
     /// Acks (or, with a reason, nacks) each of `ids`: one commit for a consumer's whole pull.
     Settle {
         member: MemberId,
