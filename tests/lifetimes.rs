@@ -122,3 +122,14 @@ async fn h2_peers_are_pinged_and_dropped_when_they_do_not_answer() {
         "an unanswered ping left the connection open"
     );
 }
+
+/// The header timeout is for a request head that has begun to arrive; a keep-alive connection
+/// waiting for its next request is governed by the idle timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quiet_connection_lives_until_its_idle_timeout() {
+    let bus = Bus::start(&["--header-timeout", "1", "--idle-timeout", "60"]);
+    let mut c = RawConn::open(&bus, DUKCAPIL).await;
+    assert!(c.get("/healthz").await.is_some());
+    assert!(!c.closed_within(Duration::from_secs(3)).await);
+    assert!(c.get("/healthz").await.is_some());
+}

@@ -14,7 +14,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
@@ -26,6 +25,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::Service;
 
+use super::activity::{Activity, Running, WatchedIo};
 use crate::tls::{MemberVerifier, TlsConn, TlsListener};
 
 /// How long a connection asked to close may take before it is dropped.
@@ -56,43 +56,6 @@ impl Default for ConnOptions {
     }
 }
 
-/// Requests running on one connection, and when the last one ended.
-struct Activity {
-    running: AtomicUsize,
-    last: std::sync::Mutex<Instant>,
-}
-
-impl Activity {
-    fn idle_for(&self) -> Option<Duration> {
-        if self.running.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        Some(
-            self.last
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .elapsed(),
-        )
-    }
-}
-
-/// Marks one request as running until dropped.
-struct Running(Arc<Activity>);
-
-impl Running {
-    fn start(a: &Arc<Activity>) -> Running {
-        a.running.fetch_add(1, Ordering::AcqRel);
-        Running(a.clone())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        *self.0.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        self.0.running.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// Serves `router` on every connection `listener` yields until `shutdown` turns true, then
 /// closes them all gracefully and waits (at most [`CLOSE_GRACE`]) for them to finish.
 ///
@@ -106,10 +69,11 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The header timeout is the watcher's (see `activity::WatchedIo`), not hyper's.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_timeout);
+        .header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -179,11 +143,9 @@ async fn connection(
     let peer = conn.peer().clone();
     let chain = conn.chain().to_vec();
     let not_after = conn.not_after();
+    let h1 = conn.alpn() != Some(b"h2");
     let mut revocations = verifier.as_ref().map(|v| v.reloads());
-    let activity = Arc::new(Activity {
-        running: AtomicUsize::new(0),
-        last: std::sync::Mutex::new(Instant::now()),
-    });
+    let activity = Activity::new();
     let service = {
         let (peer, activity) = (peer.clone(), activity.clone());
         tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
@@ -198,7 +160,11 @@ async fn connection(
         })
     };
     let born = Instant::now();
-    let http = builder.serve_connection(TokioIo::new(conn), TowerToHyperService::new(service));
+    let io = WatchedIo {
+        inner: conn,
+        activity: activity.clone(),
+    };
+    let http = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     tokio::pin!(http);
     // Often enough to honour the idle timeout and certificate expiry within a second or two.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -223,6 +189,11 @@ async fn connection(
                     return;
                 }
                 Some(_) => None,
+                None if h1 && activity.head_for().is_some_and(|d| d >= opts.header_timeout) => {
+                    // A request head that never completes has nothing to finish: drop it.
+                    tracing::debug!(member = %peer.member, "request head not received in time; dropped");
+                    return;
+                }
                 None => close_reason(born, &opts, not_after, &activity),
             },
             gone = revoked, if closing.is_none() => {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod activity;
 mod http;
 
 pub use http::{ConnOptions, serve as serve_connections};
