@@ -522,8 +522,8 @@ async fn g2e_attendance_feed_resume_reimport_and_recap() {
         .import_push(&dev.serial, &dev.next_push().unwrap())
         .unwrap();
     assert_eq!((pushed.queued, pushed.repeats), (0, 6));
-    // Even from a fresh outbox (another PC, a reinstalled adapter) the ids are the same, and
-    // the bus's idempotency drops every repeat.
+    // Even from a fresh outbox (a reinstalled adapter, or another PC given the adapter's id
+    // key) the ids are the same, and the bus's idempotency drops every repeat.
     let other = eabsen(&bus, &dir.path().join("eabsen-reinstalled.db"));
     assert_eq!(other.import_attlog(&export).unwrap().queued, 6);
     let f = other.link.flush().await.unwrap();

@@ -10,6 +10,7 @@ mod generate;
 mod load;
 mod payload;
 mod plot;
+mod recheck;
 mod report;
 mod scenarios;
 mod server;
@@ -47,6 +48,12 @@ enum Command {
             default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
         )]
         font: PathBuf,
+    },
+    /// Time one re-check of a member certificate (chain, CRL, membership): what checking the
+    /// peer on every request would add to each request.
+    Recheck {
+        #[arg(long, default_value_t = 20_000)]
+        iterations: u32,
     },
     /// (internal) The bus under test, as `simpul serve` with its default limits.
     #[command(hide = true)]
@@ -177,5 +184,6 @@ fn main() -> anyhow::Result<()> {
             max_body,
         } => children::bus(registry, certs, data, max_body),
         Command::Echo { certs, instance } => children::echo(&certs, &instance),
+        Command::Recheck { iterations } => recheck::run(iterations),
     }
 }

@@ -9,10 +9,6 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::StatusCode;
-use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
 use x509_parser::extensions::GeneralName;
 
 /// Member classes: government, business (by NIB), other organisation.
@@ -199,31 +195,6 @@ pub fn member_from_cert(instance: &str, der: &[u8]) -> Result<MemberId, Identity
 pub struct Peer {
     pub member: MemberId,
     pub remote: SocketAddr,
-}
-
-/// The request did not come through the mTLS listener, so there is no authenticated peer.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("no authenticated peer for this request")]
-pub struct Unauthenticated;
-
-impl IntoResponse for Unauthenticated {
-    fn into_response(self) -> Response {
-        (StatusCode::UNAUTHORIZED, self.to_string()).into_response()
-    }
-}
-
-/// Reads the [`Peer`] the listener attached as `ConnectInfo<Peer>`. A plain `Peer` extension is
-/// also accepted so tests can drive `app()` without a socket.
-impl<S: Send + Sync> FromRequestParts<S> for Peer {
-    type Rejection = Unauthenticated;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let ext = &parts.extensions;
-        ext.get::<ConnectInfo<Peer>>()
-            .map(|c| c.0.clone())
-            .or_else(|| ext.get::<Peer>().cloned())
-            .ok_or(Unauthenticated)
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Middleware that bounds what one request may take: its rate, its body's memory and time,
+//! The layer that bounds what one request may take: its rate, its body's memory and time,
 //! and its encoding; and the last word on errors, so every 4xx and 5xx is problem+json.
 
 use std::pin::Pin;
@@ -15,6 +15,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use super::SharedState;
 use crate::error::ApiError;
 use crate::identity::Peer;
+use crate::registry::RateLimit;
 
 /// The body did not arrive in full within `--body-timeout`.
 #[derive(Debug, thiserror::Error)]
@@ -70,17 +71,49 @@ fn known_encoding(headers: &HeaderMap) -> Result<bool, ApiError> {
     }
 }
 
-/// Checks the encoding, reserves the body's bytes from `--max-buffered` before anything is
-/// read, and puts the whole body under `--body-timeout`.
-///
-/// The reservation is the declared length when the body is plain, and `--max-body` when it is
-/// compressed or its length is unknown (it may decompress to that much). Over budget, the
-/// sender gets 503 with Retry-After instead of the bus running out of memory.
-pub async fn body_guard(
+/// Everything a request passes through before its handler, in one layer (each `from_fn`
+/// layer costs a boxed future per request on the hot path):
+/// - the member's token bucket, if the registry gives it a rate, and the IETF httpapi
+///   RateLimit headers telling it where it stands;
+/// - the content coding: anything but gzip is refused rather than read as plain;
+/// - the body's bytes, reserved from `--max-buffered` before anything is read: the declared
+///   length when the body is plain, `--max-body` when it is compressed or its length is
+///   unknown (it may decompress to that much); over budget, 503 with Retry-After instead of
+///   the bus running out of memory;
+/// - the whole body under `--body-timeout`;
+/// - and on the way out, every error answer in the problem catalogue.
+pub async fn admission(
     State(st): State<SharedState>,
+    peer: Peer,
     req: Request,
     next: Next,
-) -> Result<Response, ApiError> {
+) -> Response {
+    let limit = st.registry.member(&peer.member).and_then(|m| m.rate);
+    let allowance = match limit.map(|l| (l, st.limits.rate.take(&peer.member, l))) {
+        None => None,
+        Some((l, Ok(a))) => Some((l, a.remaining, a.reset)),
+        Some((l, Err(over))) => {
+            let after = over.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            let e = ApiError::RateLimited {
+                retry_after: Duration::from_secs(after),
+            };
+            return with_rate_headers(e.into_response(), l, 0, after);
+        }
+    };
+    let resp = match reserve_and_run(&st, req, next).await {
+        Ok(r) if r.status().is_client_error() || r.status().is_server_error() => {
+            problems_only(&st, r).await
+        }
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    match allowance {
+        Some((l, remaining, reset)) => with_rate_headers(resp, l, remaining, reset),
+        None => resp,
+    }
+}
+
+async fn reserve_and_run(st: &SharedState, req: Request, next: Next) -> Result<Response, ApiError> {
     let compressed = known_encoding(req.headers())?;
     let cfg = &st.config;
     let declared = req
@@ -114,30 +147,10 @@ pub async fn body_guard(
     Ok(next.run(Request::from_parts(parts, body)).await)
 }
 
-/// Applies the member's token bucket, if the registry gives it a rate, and tells the client
-/// where it stands (IETF httpapi RateLimit headers).
-pub async fn rate_limit(
-    State(st): State<SharedState>,
-    peer: Peer,
-    req: Request,
-    next: Next,
-) -> Response {
-    let Some(limit) = st.registry.member(&peer.member).and_then(|m| m.rate) else {
-        return next.run(req).await;
-    };
+fn with_rate_headers(mut resp: Response, limit: RateLimit, remaining: u32, reset: u64) -> Response {
     let window = (f64::from(limit.burst) / limit.per_second).ceil().max(1.0) as u64;
-    let policy = format!("\"member\";q={};w={window}", limit.burst);
-    let (mut resp, remaining, reset) = match st.limits.rate.take(&peer.member, limit) {
-        Ok(a) => (next.run(req).await, a.remaining, a.reset),
-        Err(over) => {
-            let after = over.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-            let e = ApiError::RateLimited {
-                retry_after: Duration::from_secs(after),
-            };
-            (e.into_response(), 0, after)
-        }
-    };
     let h = resp.headers_mut();
+    let policy = format!("\"member\";q={};w={window}", limit.burst);
     if let Ok(v) = HeaderValue::from_str(&policy) {
         h.insert("ratelimit-policy", v);
     }
@@ -149,13 +162,13 @@ pub async fn rate_limit(
 
 /// Turns any error answer that is not problem+json (axum's own rejections, a panic caught by
 /// a layer) into one of the catalogue's problems, so clients can rely on one error format.
-pub async fn problems_only(State(st): State<SharedState>, resp: Response) -> Response {
+async fn problems_only(st: &SharedState, resp: Response) -> Response {
     let status = resp.status();
     let is_problem = resp
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+    if is_problem {
         return resp;
     }
     let text = axum::body::to_bytes(resp.into_body(), 16 * 1024)

@@ -14,8 +14,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Router, middleware};
@@ -23,7 +24,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::core::limits::{RateLimiter, Slot, Slots};
 use crate::error::ApiError;
-use crate::identity::MemberId;
+use crate::identity::{MemberId, Peer};
 use crate::problem::FieldError;
 use crate::registry::Registry;
 use crate::store::Store;
@@ -186,6 +187,21 @@ impl AppState {
 
 pub type SharedState = Arc<AppState>;
 
+/// Reads the [`Peer`] the listener attached to the request (`server::http`; `ConnectInfo<Peer>`
+/// with `axum::serve`), so a handler never derives identity itself. Without one the request
+/// did not come through the mTLS listener: 401.
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ext = &parts.extensions;
+        ext.get::<Peer>()
+            .cloned()
+            .or_else(|| ext.get::<ConnectInfo<Peer>>().map(|c| c.0.clone()))
+            .ok_or(ApiError::Unauthenticated)
+    }
+}
+
 pub fn app(state: SharedState) -> Router {
     Router::new()
         .route("/v1/messages", post(messages::post))
@@ -204,7 +220,7 @@ pub fn app(state: SharedState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // Offices on slow links send gzip batch envelopes (`Content-Encoding: gzip`). The
         // body limit still applies to the decompressed bytes, so a zip bomb gets 413. Other
-        // encodings are refused (415) by `body_guard` before they get here.
+        // encodings are refused (415) by `admission` before they get here.
         .layer(
             tower_http::decompression::RequestDecompressionLayer::new()
                 .pass_through_unaccepted(true),
@@ -212,15 +228,7 @@ pub fn app(state: SharedState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(state.config.max_body))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            limits::body_guard,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            limits::rate_limit,
-        ))
-        .layer(middleware::map_response_with_state(
-            state.clone(),
-            limits::problems_only,
+            limits::admission,
         ))
         .with_state(state)
 }
