@@ -363,8 +363,15 @@ async fn every_rejection_is_problem_json() {
             Method::POST,
             "/v1/queries/0190c1de-0000-7000-8000-000000000001/reply",
             Some("application/json"),
-            Some(big),
+            Some(big.clone()),
             404,
+        ),
+        (
+            Method::POST,
+            "/v1/inbox/ack",
+            Some("application/json"),
+            Some(big),
+            413,
         ),
         (Method::PUT, "/v1/messages", None, None, 405),
     ] {

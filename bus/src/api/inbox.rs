@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::{SharedState, in_range, malformed, parse_id};
+use super::{SharedState, in_range, malformed, parse_id, unreadable_json};
 use crate::error::ApiError;
 use crate::identity::Peer;
 use crate::problem::FieldError;
@@ -126,7 +126,7 @@ pub async fn ack_many(
     peer: Peer,
     body: Result<Json<AckBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body.map_err(malformed)?;
+    let Json(body) = body.map_err(unreadable_json(&st))?;
     let ids = parse_ids(&body.ids)?;
     let outcomes = st.store.ack(&peer.member, ids.clone()).await?;
     let results: Vec<Value> = ids
@@ -181,7 +181,7 @@ pub async fn nack(
     body: Result<Json<NackBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
-    let Json(body) = body.map_err(malformed)?;
+    let Json(body) = body.map_err(unreadable_json(&st))?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.len() > 2000 {
         return Err(ApiError::Malformed {

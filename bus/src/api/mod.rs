@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -275,5 +276,15 @@ fn malformed(e: impl std::fmt::Display) -> ApiError {
     ApiError::Malformed {
         detail: crate::formats::mask_digit_runs(&e.to_string()),
         errors: Vec::new(),
+    }
+}
+
+/// A JSON body that could not be read: over `--max-body` is 413, anything else 400.
+fn unreadable_json(st: &SharedState) -> impl Fn(JsonRejection) -> ApiError + '_ {
+    |e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
+            limit: st.config.max_body,
+        },
+        _ => malformed(e),
     }
 }
