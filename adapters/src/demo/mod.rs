@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use bus::api::ApiConfig;
 use bus::client::Client;
 use bus::identity::MemberId;
-use bus::server::{ServeOptions, prepare};
-use bus::tls::TlsListener;
+use bus::server::{RunningServer, ServeOptions};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -70,8 +69,7 @@ pub struct Summary {
 pub struct RunningBus {
     pub base: String,
     pub certs: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    server: RunningServer,
 }
 
 impl RunningBus {
@@ -89,32 +87,17 @@ impl RunningBus {
             max_connections: 1000,
             ..ServeOptions::default()
         };
-        std::fs::create_dir_all(&opts.data)?;
-        let p = prepare(&opts)?;
-        let listener = TlsListener::bind(opts.listen, p.tls.config.clone(), &p.settings).await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let closing = p.state.closing.clone();
-        let task = tokio::spawn(async move {
-            tokio::spawn(async move {
-                let _ = rx.await;
-                closing.send_replace(true);
-            });
-            bus::server::run(p, listener, opts.conn).await;
-        });
+        let certs = opts.certs.clone();
+        let server = bus::server::spawn(opts).await?;
         Ok(RunningBus {
-            base: format!("https://{addr}"),
-            certs: opts.certs,
-            stop: Some(tx),
-            task,
+            base: format!("https://{}", server.addr),
+            certs,
+            server,
         })
     }
 
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let _ = self.task.await;
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
 

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{SharedState, parse_id, queries};
+use crate::core::delivery;
 use crate::core::ingest::{self, Prepared};
 use crate::envelope::{BATCH_CONTENT_TYPE, CONTENT_TYPE};
 use crate::error::ApiError;
@@ -167,15 +168,7 @@ pub async fn status(
             ApiError::NotFound(format!("no message {id} sent by {}", peer.member))
         })?;
     let states: Vec<DeliveryState> = rec.deliveries.iter().map(|d| d.state).collect();
-    let overall = if states.contains(&DeliveryState::DeadLettered) {
-        "dead_lettered"
-    } else if !states.is_empty() && states.iter().all(|s| *s == DeliveryState::Acked) {
-        "acked"
-    } else if states.contains(&DeliveryState::Delivered) || states.contains(&DeliveryState::Acked) {
-        "delivered"
-    } else {
-        "accepted"
-    };
+    let overall = delivery::overall(&states);
     let accepted_at =
         time::OffsetDateTime::from_unix_timestamp_nanos(rec.accepted_at_ms as i128 * 1_000_000)
             .ok()

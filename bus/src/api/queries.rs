@@ -15,12 +15,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::{SemaphorePermit, oneshot};
 use uuid::Uuid;
 
 use super::messages::{append, read_body};
 use super::{SharedState, malformed, parse_id};
+use crate::core::delivery;
 use crate::core::ingest::Prepared;
 use crate::error::ApiError;
 use crate::identity::{MemberId, Peer};
@@ -184,29 +185,12 @@ pub async fn ask(
     })?;
     let data: Value =
         serde_json::from_str(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let data = granted(&def, requester, data);
+    let data = delivery::granted(&def, requester, data);
     Ok((
         StatusCode::OK,
         Json(json!({ "id": id, "type": def.name, "data": data })),
     )
         .into_response())
-}
-
-/// Removes the fields the requester has not been granted. A type without a `grants` table
-/// shows its whole response to every member allowed to ask; with one, only what is listed.
-fn granted(def: &TypeDef, requester: &MemberId, data: Value) -> Value {
-    if def.grants.is_empty() {
-        return data;
-    }
-    let allowed = def.grants.get(requester);
-    match data {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(k, _)| allowed.is_some_and(|a| a.contains(k)))
-                .collect::<Map<_, _>>(),
-        ),
-        _ => Value::Object(Map::new()),
-    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -154,12 +154,41 @@ pub fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
     })
 }
 
-/// Serves until `shutdown` resolves, then drains and flushes. Prints the bound address on
-/// stdout (`simpul listening on https://…`) so scripts can use port 0.
-pub async fn serve(
-    opts: ServeOptions,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
+/// A bus serving in the background: the one way a bus is started (the CLI, the demo, the
+/// benchmark and tests all come through [`spawn`]).
+pub struct RunningServer {
+    /// The bound address (the real port when `listen` asked for port 0).
+    pub addr: SocketAddr,
+    closing: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets requests in flight finish, flushes the store, then returns.
+    pub async fn stop(self) {
+        self.closing.send_replace(true);
+        let _ = self.task.await;
+    }
+
+    /// Runs until `shutdown` resolves, then stops as [`RunningServer::stop`] does.
+    pub async fn stop_on(self, shutdown: impl Future<Output = ()>) {
+        let RunningServer {
+            closing, mut task, ..
+        } = self;
+        // The serving task ends by itself only if it failed; then nothing is left to stop.
+        let ended = tokio::select! {
+            _ = shutdown => false,
+            _ = &mut task => true,
+        };
+        if !ended {
+            closing.send_replace(true);
+            let _ = task.await;
+        }
+    }
+}
+
+/// Validates everything, binds the listener and serves in a background task.
+pub async fn spawn(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     let p = prepare(&opts)?;
     let listener = TlsListener::bind(opts.listen, p.tls.config.clone(), &p.settings)
         .await
@@ -168,20 +197,31 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr()?;
-    println!("simpul listening on https://{addr}");
     tracing::info!(%addr, instance = %p.state.registry.instance, "serving");
-    let state = p.state.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        state.closing.send_replace(true);
-    });
-    run(p, listener, opts.conn).await;
+    let closing = p.state.closing.clone();
+    let task = tokio::spawn(run(p, listener, opts.conn));
+    Ok(RunningServer {
+        addr,
+        closing,
+        task,
+    })
+}
+
+/// `simpul serve`: serves until `shutdown` resolves, then drains and flushes. Prints the bound
+/// address on stdout (`simpul listening on https://…`) so scripts can use port 0.
+pub async fn serve(
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let server = spawn(opts).await?;
+    println!("simpul listening on https://{}", server.addr);
+    server.stop_on(shutdown).await;
     Ok(())
 }
 
 /// Serves a prepared bus on `listener` until its state's `closing` turns true, then lets
 /// requests in flight finish and flushes the store.
-pub async fn run(p: Prepared, listener: TlsListener, conn: ConnOptions) {
+async fn run(p: Prepared, listener: TlsListener, conn: ConnOptions) {
     let verifier = p.tls.verifier.clone();
     let v = verifier.clone();
     p.state.add_readiness(Arc::new(move || v.crl_health()));
