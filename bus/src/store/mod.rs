@@ -37,7 +37,7 @@ pub struct NewMessage {
     pub sender: MemberId,
     pub type_: String,
     pub kind: Kind,
-    /// SHA-256 of the event as received; decides "same id, same content".
+    /// SHA-256 of the canonical content (`envelope::content_hash`): "same id, same content".
     pub hash: [u8; 32],
     /// The envelope with `source` and `time` filled in, serialised once.
     pub envelope: String,

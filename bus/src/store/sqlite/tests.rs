@@ -1,8 +1,8 @@
-//! The SQLite store's own behaviour; the shared behaviour is in the end-to-end suite.
+//! The SQLite store's own behaviour (group commit, what waits for the disk, schema versions);
+//! what every store must do is in `bus/tests/store_conformance.rs`.
 
 use super::*;
 use crate::registry::Kind;
-use crate::store::{Appended, DeadLetter, DeliveryState};
 
 fn msg(sender: &MemberId, to: &MemberId, body: &str) -> NewMessage {
     NewMessage {
@@ -105,121 +105,6 @@ async fn only_promises_wait_for_the_disk() {
         }
     );
     assert_eq!(store.syncs(), 3, "a reply is synced before it is answered");
-}
-
-#[tokio::test]
-async fn a_conflict_in_a_batch_stores_nothing() {
-    let (_dir, store, a, b) = fresh_store();
-    let first = msg(&a, &b, "1");
-    store.append(vec![first.clone()]).await.unwrap();
-    let fresh = msg(&a, &b, "2");
-    let mut clash = first.clone();
-    clash.hash = [9; 32];
-    let out = store.append(vec![fresh.clone(), clash]).await.unwrap();
-    assert_eq!(out, AppendOutcome::Conflict(1));
-    assert!(store.message(&a, fresh.id).await.unwrap().is_none());
-    let dup = store.append(vec![first.clone()]).await.unwrap();
-    assert_eq!(
-        dup,
-        AppendOutcome::Stored(vec![Appended::Duplicate {
-            warnings: "[]".into()
-        }])
-    );
-}
-
-fn lease_req() -> LeaseRequest {
-    LeaseRequest {
-        max: 10,
-        lease: Duration::from_secs(30),
-        max_attempts: 3,
-    }
-}
-
-/// Ids belong to their sender: another member's earlier use of an id neither blocks nor
-/// reveals mine, and a recipient acks each by the id it was given.
-#[tokio::test]
-async fn ids_are_per_sender() {
-    let (_dir, store, a, b) = fresh_store();
-    let c = MemberId::parse("COM/8120000123456").unwrap();
-    let mine = msg(&a, &b, "1");
-    let mut theirs = msg(&c, &b, "2");
-    theirs.id = mine.id;
-    theirs.hash = [1; 32];
-    assert_eq!(
-        store.append(vec![theirs.clone()]).await.unwrap(),
-        AppendOutcome::Stored(vec![Appended::Accepted])
-    );
-    assert_eq!(
-        store.append(vec![mine.clone()]).await.unwrap(),
-        AppendOutcome::Stored(vec![Appended::Accepted])
-    );
-    assert!(store.message(&a, mine.id).await.unwrap().is_some());
-    assert!(
-        store
-            .message(&MemberId::parse("GOV/x").unwrap(), mine.id)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert_eq!(store.lease(&b, lease_req()).await.unwrap().leased.len(), 2);
-    assert_eq!(store.ack(&b, vec![mine.id]).await.unwrap(), [Settled::Done]);
-    for sender in [&a, &c] {
-        let rec = store.message(sender, mine.id).await.unwrap().unwrap();
-        assert_eq!(rec.deliveries[0].state, DeliveryState::Acked);
-    }
-}
-
-/// A query taken back after its requester's timeout is not leased, takes no reply, and is
-/// put back by the requester's retry.
-#[tokio::test]
-async fn a_withdrawn_query_takes_no_reply_until_reopened() {
-    let (_dir, store, a, b) = fresh_store();
-    let q = NewMessage {
-        kind: Kind::Query,
-        ..msg(&a, &b, "q")
-    };
-    store.append(vec![q.clone()]).await.unwrap();
-    assert!(store.withdraw(&a, q.id, "timed out").await.unwrap());
-    assert!(
-        store
-            .lease(&b, lease_req())
-            .await
-            .unwrap()
-            .leased
-            .is_empty()
-    );
-    let out = store.reply(&b, q.id, None, "{}".into()).await.unwrap();
-    assert_eq!(out, ReplyOutcome::Closed(DeadLetter::Withdrawn));
-    assert!(store.reopen(&a, q.id).await.unwrap());
-    assert_eq!(store.lease(&b, lease_req()).await.unwrap().leased.len(), 1);
-    let out = store.reply(&b, q.id, None, "{}".into()).await.unwrap();
-    assert_eq!(
-        out,
-        ReplyOutcome::Stored {
-            requester: a.clone()
-        }
-    );
-    assert!(!store.withdraw(&a, q.id, "late").await.unwrap());
-}
-
-/// A reply after the provider nacked the query is refused; the requester's answer stays the
-/// nack.
-#[tokio::test]
-async fn a_nacked_query_takes_no_reply() {
-    let (_dir, store, a, b) = fresh_store();
-    let q = NewMessage {
-        kind: Kind::Query,
-        ..msg(&a, &b, "q")
-    };
-    store.append(vec![q.clone()]).await.unwrap();
-    store.lease(&b, lease_req()).await.unwrap();
-    let (settled, senders) = store.nack(&b, q.id, "no such person").await.unwrap();
-    assert_eq!((settled, senders), (Settled::Done, vec![a.clone()]));
-    let out = store.reply(&b, q.id, None, "{}".into()).await.unwrap();
-    assert_eq!(out, ReplyOutcome::Closed(DeadLetter::Nacked));
-    let rec = store.message(&a, q.id).await.unwrap().unwrap();
-    assert_eq!(rec.deliveries[0].dead, Some(DeadLetter::Nacked));
-    assert!(rec.reply.is_none());
 }
 
 /// A store written by a newer binary is refused, naming the versions.

@@ -1,0 +1,375 @@
+//! One behavioural suite for every store: each backend runs these same tests through the
+//! `Store` trait alone (`conformance!` below), so a second backend is held to exactly what the
+//! embedded one promises.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bus::identity::MemberId;
+use bus::registry::Kind;
+use bus::store::{
+    AppendOutcome, Appended, DeadLetter, DeliveryState, LeaseRequest, NewMessage, ReplyOutcome,
+    Settled, SqliteStore, Store, StoreOptions,
+};
+use uuid::Uuid;
+
+fn member(s: &str) -> MemberId {
+    MemberId::parse(s).unwrap()
+}
+
+fn message(sender: &MemberId, to: &MemberId, kind: Kind, body: &str) -> NewMessage {
+    let id = Uuid::now_v7();
+    NewMessage {
+        id,
+        sender: sender.clone(),
+        type_: "t.test".into(),
+        kind,
+        hash: hash_of(body),
+        envelope: format!(r#"{{"id":"{id}","data":{{"b":{body:?}}}}}"#),
+        warnings: "[]".into(),
+        recipients: vec![to.clone()],
+        to_feed: kind == Kind::Event,
+    }
+}
+
+/// A stand-in content hash: different bodies, different hashes.
+fn hash_of(body: &str) -> [u8; 32] {
+    let mut h = [0u8; 32];
+    for (i, b) in body.bytes().enumerate() {
+        h[i % 32] ^= b.wrapping_add(i as u8);
+    }
+    h
+}
+
+fn lease(max: usize, secs: u64, max_attempts: u32) -> LeaseRequest {
+    LeaseRequest {
+        max,
+        lease: Duration::from_millis(secs * 1000),
+        max_attempts,
+    }
+}
+
+async fn leased_ids(store: &dyn Store, who: &MemberId, req: LeaseRequest) -> Vec<Uuid> {
+    let got = store.lease(who, req).await.unwrap();
+    got.leased
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l.event.get()).unwrap();
+            Uuid::parse_str(v["id"].as_str().unwrap()).unwrap()
+        })
+        .collect()
+}
+
+pub async fn a_batch_is_stored_all_or_nothing(store: &dyn Store) {
+    let (a, b) = (member("GOV/a"), member("GOV/b"));
+    let first = message(&a, &b, Kind::Message, "1");
+    store.append(vec![first.clone()]).await.unwrap();
+    let fresh = message(&a, &b, Kind::Message, "2");
+    let mut clash = first.clone();
+    clash.hash = hash_of("other");
+    let out = store.append(vec![fresh.clone(), clash]).await.unwrap();
+    assert_eq!(out, AppendOutcome::Conflict(1));
+    assert!(store.message(&a, fresh.id).await.unwrap().is_none());
+    assert_eq!(leased_ids(store, &b, lease(10, 30, 5)).await, [first.id]);
+}
+
+pub async fn ids_belong_to_their_sender(store: &dyn Store) {
+    let (a, c, b) = (
+        member("GOV/a"),
+        member("COM/8120000123456"),
+        member("GOV/b"),
+    );
+    let mine = message(&a, &b, Kind::Message, "mine");
+    let mut theirs = message(&c, &b, Kind::Message, "theirs");
+    theirs.id = mine.id;
+    let stored = AppendOutcome::Stored(vec![Appended::Accepted]);
+    assert_eq!(store.append(vec![theirs.clone()]).await.unwrap(), stored);
+    assert_eq!(store.append(vec![mine.clone()]).await.unwrap(), stored);
+    // The same sender, id and content again: the original answer.
+    let dup = store.append(vec![mine.clone()]).await.unwrap();
+    let Appended::Duplicate { warnings } = &match dup {
+        AppendOutcome::Stored(r) => r,
+        other => panic!("{other:?}"),
+    }[0] else {
+        panic!("not a duplicate")
+    };
+    assert_eq!(warnings, "[]");
+    assert_eq!(store.message(&a, mine.id).await.unwrap().unwrap().sender, a);
+    assert_eq!(store.message(&c, mine.id).await.unwrap().unwrap().sender, c);
+    assert!(store.message(&b, mine.id).await.unwrap().is_none());
+}
+
+pub async fn an_expired_lease_is_delivered_again_then_dead_lettered(store: &dyn Store) {
+    let (a, b) = (member("GOV/a"), member("GOV/b"));
+    let m = message(&a, &b, Kind::Message, "x");
+    store.append(vec![m.clone()]).await.unwrap();
+    let short = LeaseRequest {
+        max: 10,
+        lease: Duration::from_millis(50),
+        max_attempts: 2,
+    };
+    assert_eq!(leased_ids(store, &b, short).await, [m.id]);
+    // Not visible while leased; visible again once the lease ran out (attempt 2).
+    assert!(leased_ids(store, &b, short).await.is_empty());
+    let end = Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        let got = store.lease(&b, short).await.unwrap();
+        if !got.leased.is_empty() || Instant::now() > end {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(again.leased[0].attempt, 2);
+    // Out of attempts: the next lease after expiry dead-letters it and says whose it was.
+    let expired = loop {
+        let got = store.lease(&b, short).await.unwrap();
+        assert!(got.leased.is_empty());
+        if !got.expired.is_empty() || Instant::now() > end {
+            break got.expired;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(expired, [(a.clone(), m.id)]);
+    let rec = store.message(&a, m.id).await.unwrap().unwrap();
+    assert_eq!(rec.deliveries[0].state, DeliveryState::DeadLettered);
+    assert_eq!(rec.deliveries[0].dead, Some(DeadLetter::OutOfAttempts));
+    assert_eq!(rec.deliveries[0].attempts, 2);
+}
+
+pub async fn acks_and_nacks_settle_once(store: &dyn Store) {
+    let (a, b) = (member("GOV/a"), member("GOV/b"));
+    let (m1, m2, m3) = (
+        message(&a, &b, Kind::Message, "1"),
+        message(&a, &b, Kind::Message, "2"),
+        message(&a, &b, Kind::Message, "3"),
+    );
+    store
+        .append(vec![m1.clone(), m2.clone(), m3.clone()])
+        .await
+        .unwrap();
+    // Not leased yet: nothing to settle.
+    assert_eq!(
+        store.ack(&b, vec![m1.id]).await.unwrap(),
+        [Settled::NotFound]
+    );
+    assert_eq!(leased_ids(store, &b, lease(10, 30, 5)).await.len(), 3);
+    // One batch ack, one answer per id.
+    let unknown = Uuid::now_v7();
+    let out = store.ack(&b, vec![m1.id, m2.id, unknown]).await.unwrap();
+    assert_eq!(out, [Settled::Done, Settled::Done, Settled::NotFound]);
+    assert_eq!(
+        store.ack(&b, vec![m1.id]).await.unwrap(),
+        [Settled::AlreadyDone]
+    );
+    let (nacked, senders) = store.nack(&b, m3.id, "no").await.unwrap();
+    assert_eq!((nacked, senders), (Settled::Done, vec![a.clone()]));
+    assert_eq!(
+        store.ack(&b, vec![m3.id]).await.unwrap(),
+        [Settled::Conflict]
+    );
+    assert_eq!(
+        store.nack(&b, m1.id, "late").await.unwrap().0,
+        Settled::Conflict
+    );
+    // Another member cannot settle what is in b's inbox.
+    assert_eq!(
+        store.ack(&a, vec![m2.id]).await.unwrap(),
+        [Settled::NotFound]
+    );
+    let rec = store.message(&a, m3.id).await.unwrap().unwrap();
+    assert!(rec.deliveries[0].reason.as_deref().unwrap().contains("no"));
+    assert_eq!(rec.deliveries[0].dead, Some(DeadLetter::Nacked));
+}
+
+pub async fn the_first_reply_wins(store: &dyn Store) {
+    let (a, p) = (member("GOV/a"), member("GOV/p"));
+    let q = message(&a, &p, Kind::Query, "q");
+    store.append(vec![q.clone()]).await.unwrap();
+    assert_eq!(leased_ids(store, &p, lease(1, 30, 5)).await, [q.id]);
+    assert_eq!(
+        store.addressed(&p, q.id).await.unwrap(),
+        [(a.clone(), "t.test".to_owned())]
+    );
+    let out = store
+        .reply(&p, q.id, None, "{\"r\":1}".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        ReplyOutcome::Stored {
+            requester: a.clone()
+        }
+    );
+    let again = store
+        .reply(&p, q.id, None, "{\"r\":2}".into())
+        .await
+        .unwrap();
+    assert_eq!(again, ReplyOutcome::Existing("{\"r\":1}".into()));
+    // Only the provider holding it may reply.
+    let other = store.reply(&a, q.id, None, "{}".into()).await.unwrap();
+    assert_eq!(other, ReplyOutcome::NotFound);
+    let rec = store.message(&a, q.id).await.unwrap().unwrap();
+    assert_eq!(rec.reply.as_deref(), Some("{\"r\":1}"));
+    assert_eq!(rec.deliveries[0].state, DeliveryState::Acked);
+}
+
+pub async fn feed_cursors_never_skip_or_repeat(store: Arc<dyn Store>) {
+    let (a, b) = (member("GOV/a"), member("GOV/b"));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (store, a, b) = (store.clone(), a.clone(), b.clone());
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    let mut ev = message(&a, &b, Kind::Event, &format!("{w}-{i}"));
+                    ev.type_ = "t.feed".into();
+                    store.append(vec![ev]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    // A reader following the feed while the writers append.
+    let mut seen = Vec::new();
+    let mut after = 0;
+    let end = Instant::now() + Duration::from_secs(30);
+    while seen.len() < 200 && Instant::now() < end {
+        let page = store.feed("t.feed", after, 7).await.unwrap();
+        for item in &page {
+            assert!(item.cursor > after, "cursor went back");
+            after = item.cursor;
+            seen.push(item.event.get().to_owned());
+        }
+        if page.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert_eq!(seen.len(), 200);
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 200, "a feed item was repeated");
+    assert!(store.feed("t.feed", after, 10).await.unwrap().is_empty());
+}
+
+pub async fn status_follows_the_deliveries(store: &dyn Store) {
+    let (a, b) = (member("GOV/a"), member("GOV/b"));
+    let m = message(&a, &b, Kind::Message, "s");
+    store.append(vec![m.clone()]).await.unwrap();
+    async fn state(s: &dyn Store, a: &MemberId, id: Uuid) -> DeliveryState {
+        s.message(a, id).await.unwrap().unwrap().deliveries[0].state
+    }
+    assert_eq!(state(store, &a, m.id).await, DeliveryState::Pending);
+    leased_ids(store, &b, lease(1, 30, 5)).await;
+    assert_eq!(state(store, &a, m.id).await, DeliveryState::Delivered);
+    store.ack(&b, vec![m.id]).await.unwrap();
+    assert_eq!(state(store, &a, m.id).await, DeliveryState::Acked);
+    assert!(store.health().await.is_ok());
+}
+
+pub async fn a_withdrawn_query_takes_no_reply_until_reopened(store: &dyn Store) {
+    let (a, p) = (member("GOV/a"), member("GOV/p"));
+    let q = message(&a, &p, Kind::Query, "q");
+    store.append(vec![q.clone()]).await.unwrap();
+    assert!(store.withdraw(&a, q.id, "timed out").await.unwrap());
+    assert!(leased_ids(store, &p, lease(10, 30, 5)).await.is_empty());
+    let out = store.reply(&p, q.id, None, "{}".into()).await.unwrap();
+    assert_eq!(out, ReplyOutcome::Closed(DeadLetter::Withdrawn));
+    // The requester's retry puts it back.
+    assert!(store.reopen(&a, q.id).await.unwrap());
+    assert_eq!(leased_ids(store, &p, lease(10, 30, 5)).await, [q.id]);
+    let out = store.reply(&p, q.id, None, "{}".into()).await.unwrap();
+    assert_eq!(
+        out,
+        ReplyOutcome::Stored {
+            requester: a.clone()
+        }
+    );
+    assert!(!store.withdraw(&a, q.id, "late").await.unwrap());
+}
+
+pub async fn a_nacked_query_takes_no_reply(store: &dyn Store) {
+    let (a, p) = (member("GOV/a"), member("GOV/p"));
+    let q = message(&a, &p, Kind::Query, "q");
+    store.append(vec![q.clone()]).await.unwrap();
+    leased_ids(store, &p, lease(10, 30, 5)).await;
+    let (settled, senders) = store.nack(&p, q.id, "no such person").await.unwrap();
+    assert_eq!((settled, senders), (Settled::Done, vec![a.clone()]));
+    let out = store.reply(&p, q.id, None, "{}".into()).await.unwrap();
+    assert_eq!(out, ReplyOutcome::Closed(DeadLetter::Nacked));
+    let rec = store.message(&a, q.id).await.unwrap().unwrap();
+    assert_eq!(rec.deliveries[0].dead, Some(DeadLetter::Nacked));
+    assert!(rec.reply.is_none());
+}
+
+/// Runs every test above against one backend; `$make` builds a fresh, empty store.
+macro_rules! conformance {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn a_batch_is_stored_all_or_nothing() {
+                let (_keep, s) = $make;
+                super::a_batch_is_stored_all_or_nothing(s.as_ref()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn ids_belong_to_their_sender() {
+                let (_keep, s) = $make;
+                super::ids_belong_to_their_sender(s.as_ref()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn an_expired_lease_is_delivered_again_then_dead_lettered() {
+                let (_keep, s) = $make;
+                super::an_expired_lease_is_delivered_again_then_dead_lettered(s.as_ref()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn acks_and_nacks_settle_once() {
+                let (_keep, s) = $make;
+                super::acks_and_nacks_settle_once(s.as_ref()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn the_first_reply_wins() {
+                let (_keep, s) = $make;
+                super::the_first_reply_wins(s.as_ref()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn feed_cursors_never_skip_or_repeat() {
+                let (_keep, s) = $make;
+                super::feed_cursors_never_skip_or_repeat(s).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn a_withdrawn_query_takes_no_reply_until_reopened() {
+                let (_keep, s) = $make;
+                super::a_withdrawn_query_takes_no_reply_until_reopened(s.as_ref()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn a_nacked_query_takes_no_reply() {
+                let (_keep, s) = $make;
+                super::a_nacked_query_takes_no_reply(s.as_ref()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn status_follows_the_deliveries() {
+                let (_keep, s) = $make;
+                super::status_follows_the_deliveries(s.as_ref()).await;
+            }
+        }
+    };
+}
+
+fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(StoreOptions::new(dir.path().join("s.db"))).unwrap();
+    (dir, Arc::new(store))
+}
+
+conformance!(sqlite_store, sqlite());
