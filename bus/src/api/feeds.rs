@@ -20,9 +20,15 @@ pub struct FeedParams {
 
 #[derive(Debug, Serialize)]
 pub struct FeedPage {
-    events: Vec<FeedItem>,
+    events: Vec<FeedEvent>,
     /// Pass as `after` to continue; equal to the request's `after` when nothing new arrived.
     next: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct FeedEvent {
+    cursor: i64,
+    event: Box<serde_json::value::RawValue>,
 }
 
 pub async fn read(
@@ -51,5 +57,9 @@ pub async fn read(
     let limit = in_range("limit", p.limit, 1..=1000, 100)?;
     let events = st.store.feed(&type_, after, limit).await?;
     let next = events.last().map_or(after, |e| e.cursor);
+    let events = events
+        .into_iter()
+        .map(|FeedItem { cursor, event }| FeedEvent { cursor, event })
+        .collect();
     Ok(Json(FeedPage { events, next }))
 }

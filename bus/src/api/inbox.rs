@@ -36,7 +36,24 @@ pub struct PullParams {
 /// would be parsed into a `Value` and printed again.
 #[derive(Debug, Serialize)]
 pub struct Pulled {
-    messages: Vec<Leased>,
+    messages: Vec<PulledMessage>,
+}
+
+#[derive(Debug, Serialize)]
+struct PulledMessage {
+    attempt: u32,
+    lease_expires_at: String,
+    event: Box<serde_json::value::RawValue>,
+}
+
+impl From<Leased> for PulledMessage {
+    fn from(l: Leased) -> Self {
+        PulledMessage {
+            attempt: l.attempt,
+            lease_expires_at: super::rfc3339(l.expires_at),
+            event: l.event,
+        }
+    }
 }
 
 pub async fn pull(
@@ -85,6 +102,7 @@ pub async fn pull(
         };
         let now = Instant::now();
         if !messages.is_empty() || now >= deadline || *closing.borrow() {
+            let messages = messages.into_iter().map(PulledMessage::from).collect();
             return Ok(Json(Pulled { messages }));
         }
         if !parked {

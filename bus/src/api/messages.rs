@@ -169,20 +169,38 @@ pub async fn status(
         })?;
     let states: Vec<DeliveryState> = rec.deliveries.iter().map(|d| d.state).collect();
     let overall = delivery::overall(&states);
-    let accepted_at =
-        time::OffsetDateTime::from_unix_timestamp_nanos(rec.accepted_at_ms as i128 * 1_000_000)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
+    let deliveries: Vec<Value> = rec
+        .deliveries
+        .iter()
+        .map(|d| {
+            let mut v = json!({
+                "recipient": d.recipient,
+                "state": state_name(d.state),
+                "attempts": d.attempts,
             });
+            if let Some(reason) = &d.reason {
+                v["reason"] = json!(reason);
+            }
+            v
+        })
+        .collect();
     Ok(Json(json!({
         "id": rec.id,
         "type": rec.type_,
         "source": rec.sender,
-        "accepted_at": accepted_at,
+        "accepted_at": super::rfc3339(rec.accepted_at),
         "status": overall,
         "replied": rec.reply.is_some(),
-        "deliveries": rec.deliveries,
+        "deliveries": deliveries,
     })))
+}
+
+/// A delivery state as the API names it.
+fn state_name(s: DeliveryState) -> &'static str {
+    match s {
+        DeliveryState::Pending => "pending",
+        DeliveryState::Delivered => "delivered",
+        DeliveryState::Acked => "acked",
+        DeliveryState::DeadLettered => "dead_lettered",
+    }
 }

@@ -241,6 +241,13 @@ async fn ready(State(st): State<SharedState>) -> Response {
     }
 }
 
+/// A point in time as the API writes it (RFC 3339, UTC).
+fn rfc3339(t: std::time::SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 /// A query-string value outside its documented range: 400 naming the parameter.
 fn bad_param(name: &str, detail: &str) -> ApiError {
     ApiError::Malformed {

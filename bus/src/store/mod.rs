@@ -7,9 +7,8 @@ mod sqlite;
 
 pub use sqlite::{SchemaError, SqliteStore, StoreOptions};
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
@@ -64,11 +63,14 @@ pub enum AppendOutcome {
     Conflict(usize),
 }
 
-/// A message leased to a consumer until `lease_until`.
-#[derive(Debug, Serialize)]
+/// A message leased to a consumer.
+#[derive(Debug)]
 pub struct Leased {
+    /// 1 for the first delivery, counting up with each lease.
     pub attempt: u32,
-    pub lease_expires_at: String,
+    /// When the lease runs out and the message is delivered again unless acked.
+    pub expires_at: SystemTime,
+    /// The stored envelope, as stored: answers are built from it without re-serialising.
     pub event: Box<RawValue>,
 }
 
@@ -103,8 +105,7 @@ pub enum DeadLetter {
     Withdrawn,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryState {
     Pending,
     Delivered,
@@ -112,14 +113,12 @@ pub enum DeliveryState {
     DeadLettered,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct DeliveryStatus {
     pub recipient: String,
     pub state: DeliveryState,
     pub attempts: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(skip)]
     pub dead: Option<DeadLetter>,
 }
 
@@ -128,12 +127,12 @@ pub struct MessageRecord {
     pub id: Uuid,
     pub sender: MemberId,
     pub type_: String,
-    pub accepted_at_ms: i64,
+    pub accepted_at: SystemTime,
     pub deliveries: Vec<DeliveryStatus>,
     pub reply: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct FeedItem {
     pub cursor: i64,
     pub event: Box<RawValue>,

@@ -33,6 +33,10 @@ fn dead_from(code: Option<i64>) -> Option<DeadLetter> {
     }
 }
 
+fn from_ms(ms: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64)
+}
+
 fn member_id(s: String) -> rusqlite::Result<MemberId> {
     MemberId::parse(&s).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
@@ -95,13 +99,7 @@ pub(super) fn lease(
 ) -> rusqlite::Result<Leases> {
     let now = now_ms();
     let until = now + req.lease.as_millis() as i64;
-    let expires = time::OffsetDateTime::from_unix_timestamp_nanos(until as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default();
+    let expires_at = from_ms(until);
     let mut open = c.prepare_cached(
         "SELECT seq, msg_seq, state, attempts FROM deliveries
          WHERE recipient = ?1 AND state < 2 AND available_at <= ?2 ORDER BY seq LIMIT ?3",
@@ -141,7 +139,7 @@ pub(super) fn lease(
             let env: String = envelope.query_row([msg_seq], |r| r.get(0))?;
             out.push(Leased {
                 attempt: attempts + 1,
-                lease_expires_at: expires.clone(),
+                expires_at,
                 event: raw(env)?,
             });
         }
@@ -376,7 +374,7 @@ pub(super) fn read_message(
         id,
         sender: sender.clone(),
         type_,
-        accepted_at_ms,
+        accepted_at: from_ms(accepted_at_ms),
         deliveries,
         reply,
     }))
