@@ -303,65 +303,32 @@ pub async fn a_nacked_query_takes_no_reply(store: &dyn Store) {
     assert!(rec.reply.is_none());
 }
 
-/// Runs every test above against one backend; `$make` builds a fresh, empty store.
+/// Runs every test above against one backend; `$make` builds a fresh, empty store (and
+/// whatever must live as long as it).
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
             use super::*;
 
-            #[tokio::test(flavor = "multi_thread")]
-            async fn a_batch_is_stored_all_or_nothing() {
-                let (_keep, s) = $make;
-                super::a_batch_is_stored_all_or_nothing(s.as_ref()).await;
+            macro_rules! case {
+                ($name:ident, $arg:ident => $call:expr) => {
+                    #[tokio::test(flavor = "multi_thread")]
+                    async fn $name() {
+                        let (_keep, $arg) = $make;
+                        $call.await;
+                    }
+                };
             }
 
-            #[tokio::test(flavor = "multi_thread")]
-            async fn ids_belong_to_their_sender() {
-                let (_keep, s) = $make;
-                super::ids_belong_to_their_sender(s.as_ref()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn an_expired_lease_is_delivered_again_then_dead_lettered() {
-                let (_keep, s) = $make;
-                super::an_expired_lease_is_delivered_again_then_dead_lettered(s.as_ref()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn acks_and_nacks_settle_once() {
-                let (_keep, s) = $make;
-                super::acks_and_nacks_settle_once(s.as_ref()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn the_first_reply_wins() {
-                let (_keep, s) = $make;
-                super::the_first_reply_wins(s.as_ref()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn feed_cursors_never_skip_or_repeat() {
-                let (_keep, s) = $make;
-                super::feed_cursors_never_skip_or_repeat(s).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn a_withdrawn_query_takes_no_reply_until_reopened() {
-                let (_keep, s) = $make;
-                super::a_withdrawn_query_takes_no_reply_until_reopened(s.as_ref()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn a_nacked_query_takes_no_reply() {
-                let (_keep, s) = $make;
-                super::a_nacked_query_takes_no_reply(s.as_ref()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn status_follows_the_deliveries() {
-                let (_keep, s) = $make;
-                super::status_follows_the_deliveries(s.as_ref()).await;
-            }
+            case!(a_batch_is_stored_all_or_nothing, s => super::a_batch_is_stored_all_or_nothing(s.as_ref()));
+            case!(ids_belong_to_their_sender, s => super::ids_belong_to_their_sender(s.as_ref()));
+            case!(an_expired_lease_is_delivered_again_then_dead_lettered, s => super::an_expired_lease_is_delivered_again_then_dead_lettered(s.as_ref()));
+            case!(acks_and_nacks_settle_once, s => super::acks_and_nacks_settle_once(s.as_ref()));
+            case!(the_first_reply_wins, s => super::the_first_reply_wins(s.as_ref()));
+            case!(a_withdrawn_query_takes_no_reply_until_reopened, s => super::a_withdrawn_query_takes_no_reply_until_reopened(s.as_ref()));
+            case!(a_nacked_query_takes_no_reply, s => super::a_nacked_query_takes_no_reply(s.as_ref()));
+            case!(feed_cursors_never_skip_or_repeat, s => super::feed_cursors_never_skip_or_repeat(s));
+            case!(status_follows_the_deliveries, s => super::status_follows_the_deliveries(s.as_ref()));
         }
     };
 }
