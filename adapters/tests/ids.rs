@@ -183,3 +183,48 @@ fn siak_and_sipanse_ids_are_keyed_too() {
     assert_ne!(sipanse_id(b.path()), id);
     assert_ne!(id, unkeyed(&[SipanseAdapter::MEMBER, "status", "3"]));
 }
+
+/// A punch sent before ids were keyed (kept locally under its old, unkeyed id) is not sent again
+/// under its new id when the same export is imported after the upgrade, and the daily recap
+/// still counts it once.
+#[test]
+fn a_punch_kept_under_its_pre_upgrade_id_is_not_sent_again() {
+    let certs = certs();
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("eabsen.db");
+    let ea = EabsenAdapter::new(
+        EabsenConfig::default(),
+        link(certs.path(), EabsenAdapter::MEMBER, &outbox),
+    )
+    .unwrap();
+    for (pin, nip, unit, _) in PEGAWAI {
+        ea.set_pegawai(pin, nip, unit).unwrap();
+    }
+    let (punches, _) = attlog::parse_attlog(EXPORT);
+    let ev = ea.map_punch(&punches[0]).unwrap();
+    let (nip, waktu) = (
+        ev["data"]["nip"].as_str().unwrap(),
+        ev["data"]["waktu"].as_str().unwrap(),
+    );
+    let old = unkeyed(&["eabsen.kehadiran", nip, waktu]);
+    ea.link
+        .outbox
+        .conn()
+        .execute(
+            "INSERT INTO kehadiran (id, nip, waktu, tanggal, jam, sumber) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![old.to_string(), nip, waktu, "2026-11-23", "07:01:02", "mesin"],
+        )
+        .unwrap();
+    let report = ea.import_attlog(EXPORT).unwrap();
+    assert_eq!((report.queued, report.repeats), (0, 1));
+    let rows: i64 = ea
+        .link
+        .outbox
+        .conn()
+        .query_row("SELECT COUNT(*) FROM kehadiran", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 1);
+    // A punch not seen before still goes out.
+    let later = EXPORT.replace("07:01:02", "16:30:00");
+    assert_eq!(ea.import_attlog(&later).unwrap().queued, 1);
+}

@@ -68,7 +68,13 @@ impl EabsenAdapter {
             "CREATE TABLE IF NOT EXISTS pegawai (pin TEXT PRIMARY KEY, nip TEXT NOT NULL, unit TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS kehadiran (
                  id TEXT PRIMARY KEY, nip TEXT NOT NULL, waktu TEXT NOT NULL, tanggal TEXT NOT NULL,
-                 jam TEXT NOT NULL, sumber TEXT NOT NULL, foto_sha256 TEXT);",
+                 jam TEXT NOT NULL, sumber TEXT NOT NULL, foto_sha256 TEXT);
+             -- One row per punch, whatever its id: ids were unkeyed before, so a re-import after
+             -- the upgrade would otherwise add the same punch again under a new id (and the
+             -- recap would count it twice). Rows doubled that way before are folded first.
+             DELETE FROM kehadiran WHERE rowid NOT IN
+                 (SELECT MIN(rowid) FROM kehadiran GROUP BY nip, waktu);
+             CREATE UNIQUE INDEX IF NOT EXISTS kehadiran_punch ON kehadiran (nip, waktu);",
         )?;
         Ok(EabsenAdapter { config, link })
     }
@@ -124,7 +130,11 @@ impl EabsenAdapter {
         ))
     }
 
-    fn record(&self, ev: &Value, foto: Option<&str>) -> Result<(), AdapterError> {
+    /// Keeps the punch locally (for the daily recap). False when the same punch (NIP and time)
+    /// is already kept under another id, one derived before ids were keyed: it was sent then,
+    /// and must not go out again as a new event. A punch kept under this same id may still
+    /// need queueing (a crash between keeping and queueing), so that answers true.
+    fn record(&self, ev: &Value, foto: Option<&str>) -> Result<bool, AdapterError> {
         let d = &ev["data"];
         let waktu = d["waktu"].as_str().unwrap_or_default();
         let at = OffsetDateTime::parse(waktu, &Rfc3339)
@@ -143,7 +153,12 @@ impl EabsenAdapter {
                 foto
             ],
         )?;
-        Ok(())
+        let kept: String = self.link.outbox.conn().query_row(
+            "SELECT id FROM kehadiran WHERE nip = ?1 AND waktu = ?2",
+            params![d["nip"].as_str(), waktu],
+            |r| r.get(0),
+        )?;
+        Ok(Some(kept.as_str()) == ev["id"].as_str())
     }
 
     fn ingest(
@@ -163,8 +178,7 @@ impl EabsenAdapter {
             }
         }
         for ev in &events {
-            self.record(ev, None)?;
-            if self.link.queue(ev)? {
+            if self.record(ev, None)? && self.link.queue(ev)? {
                 r.queued += 1;
             } else {
                 r.repeats += 1;
@@ -241,8 +255,7 @@ impl EabsenAdapter {
             data,
             None,
         );
-        self.record(&ev, Some(foto))?;
-        let new = self.link.queue(&ev)?;
+        let new = self.record(&ev, Some(foto))? && self.link.queue(&ev)?;
         self.link.trace.hop(
             Self::MEMBER,
             "feed",
