@@ -3,7 +3,7 @@
 //! embedded one promises.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bus::identity::MemberId;
 use bus::registry::Kind;
@@ -100,36 +100,28 @@ pub async fn ids_belong_to_their_sender(store: &dyn Store) {
 }
 
 pub async fn an_expired_lease_is_delivered_again_then_dead_lettered(store: &dyn Store) {
-    let (a, b) = (member("GOV/a"), member("GOV/b"));
+    let (a, b, c) = (member("GOV/a"), member("GOV/b"), member("GOV/c"));
+    // While a lease runs, the message is not delivered again.
+    let held = message(&a, &c, Kind::Message, "held");
+    store.append(vec![held.clone()]).await.unwrap();
+    assert_eq!(leased_ids(store, &c, lease(10, 30, 5)).await, [held.id]);
+    assert!(leased_ids(store, &c, lease(10, 30, 5)).await.is_empty());
+    // A lease of no length has run out as soon as it is taken: no waiting on the clock.
     let m = message(&a, &b, Kind::Message, "x");
     store.append(vec![m.clone()]).await.unwrap();
-    let short = LeaseRequest {
+    let expiring = LeaseRequest {
         max: 10,
-        lease: Duration::from_millis(50),
+        lease: Duration::ZERO,
         max_attempts: 2,
     };
-    assert_eq!(leased_ids(store, &b, short).await, [m.id]);
-    // Not visible while leased; visible again once the lease ran out (attempt 2).
-    assert!(leased_ids(store, &b, short).await.is_empty());
-    let end = Instant::now() + Duration::from_secs(10);
-    let again = loop {
-        let got = store.lease(&b, short).await.unwrap();
-        if !got.leased.is_empty() || Instant::now() > end {
-            break got;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    assert_eq!(leased_ids(store, &b, expiring).await, [m.id]);
+    let again = store.lease(&b, expiring).await.unwrap();
+    assert_eq!(again.leased.len(), 1);
     assert_eq!(again.leased[0].attempt, 2);
-    // Out of attempts: the next lease after expiry dead-letters it and says whose it was.
-    let expired = loop {
-        let got = store.lease(&b, short).await.unwrap();
-        assert!(got.leased.is_empty());
-        if !got.expired.is_empty() || Instant::now() > end {
-            break got.expired;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(expired, [(a.clone(), m.id)]);
+    // Out of attempts: the next lease dead-letters it and says whose it was.
+    let last = store.lease(&b, expiring).await.unwrap();
+    assert!(last.leased.is_empty());
+    assert_eq!(last.expired, [(a.clone(), m.id)]);
     let rec = store.message(&a, m.id).await.unwrap().unwrap();
     assert_eq!(rec.deliveries[0].state, DeliveryState::DeadLettered);
     assert_eq!(rec.deliveries[0].dead, Some(DeadLetter::OutOfAttempts));
@@ -215,14 +207,18 @@ pub async fn the_first_reply_wins(store: &dyn Store) {
 
 pub async fn feed_cursors_never_skip_or_repeat(store: Arc<dyn Store>) {
     let (a, b) = (member("GOV/a"), member("GOV/b"));
+    // Counts appends, so the reader waits for the next one instead of polling the clock.
+    let (appended, mut next) = tokio::sync::watch::channel(0usize);
+    let appended = Arc::new(appended);
     let writers: Vec<_> = (0..8)
         .map(|w| {
-            let (store, a, b) = (store.clone(), a.clone(), b.clone());
+            let (store, a, b, appended) = (store.clone(), a.clone(), b.clone(), appended.clone());
             tokio::spawn(async move {
                 for i in 0..25 {
                     let mut ev = message(&a, &b, Kind::Event, &format!("{w}-{i}"));
                     ev.type_ = "t.feed".into();
                     store.append(vec![ev]).await.unwrap();
+                    appended.send_modify(|n| *n += 1);
                 }
             })
         })
@@ -230,8 +226,8 @@ pub async fn feed_cursors_never_skip_or_repeat(store: Arc<dyn Store>) {
     // A reader following the feed while the writers append.
     let mut seen = Vec::new();
     let mut after = 0;
-    let end = Instant::now() + Duration::from_secs(30);
-    while seen.len() < 200 && Instant::now() < end {
+    while seen.len() < 200 {
+        next.borrow_and_update();
         let page = store.feed("t.feed", after, 7).await.unwrap();
         for item in &page {
             assert!(item.cursor > after, "cursor went back");
@@ -239,13 +235,17 @@ pub async fn feed_cursors_never_skip_or_repeat(store: Arc<dyn Store>) {
             seen.push(item.event.get().to_owned());
         }
         if page.is_empty() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            let more = tokio::time::timeout(Duration::from_secs(30), next.changed()).await;
+            assert!(
+                matches!(more, Ok(Ok(()))),
+                "the feed stopped at {} of 200 events",
+                seen.len()
+            );
         }
     }
     for w in writers {
         w.await.unwrap();
     }
-    assert_eq!(seen.len(), 200);
     let mut unique = seen.clone();
     unique.sort();
     unique.dedup();

@@ -11,6 +11,16 @@ use tokio_rustls::client::TlsStream;
 
 use super::Bus;
 
+/// A member's development certificate and key, as `simpul certs init` names them.
+fn member_files(bus: &Bus, member: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let stem = bus::identity::MemberId::parse(member).unwrap().file_stem();
+    let members = bus.certs().join("members");
+    (
+        members.join(format!("{stem}.pem")),
+        members.join(format!("{stem}.key")),
+    )
+}
+
 pub struct RawConn {
     stream: TlsStream<TcpStream>,
 }
@@ -18,14 +28,8 @@ pub struct RawConn {
 impl RawConn {
     /// Connects as `member` (HTTP/1.1 only), with the member's development certificate.
     pub async fn open(bus: &Bus, member: &str) -> RawConn {
-        let stem = member.replace('/', "_");
-        let members = bus.certs().join("members");
-        RawConn::open_with(
-            bus,
-            &members.join(format!("{stem}.pem")),
-            &members.join(format!("{stem}.key")),
-        )
-        .await
+        let (cert, key) = member_files(bus, member);
+        RawConn::open_with(bus, &cert, &key).await
     }
 
     pub async fn open_with(bus: &Bus, cert: &std::path::Path, key: &std::path::Path) -> RawConn {
@@ -34,12 +38,7 @@ impl RawConn {
 
     /// Connects as `member` speaking h2 (ALPN `h2`); the caller writes the frames.
     pub async fn open_h2(bus: &Bus, member: &str) -> RawConn {
-        let stem = member.replace('/', "_");
-        let members = bus.certs().join("members");
-        let (cert, key) = (
-            members.join(format!("{stem}.pem")),
-            members.join(format!("{stem}.key")),
-        );
+        let (cert, key) = member_files(bus, member);
         RawConn::connect(bus, &cert, &key, b"h2").await
     }
 

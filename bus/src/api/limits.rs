@@ -24,9 +24,13 @@ pub struct BodyTimedOut(pub Duration);
 
 /// A request body that must be complete by a deadline: a sender that trickles bytes cannot
 /// hold a connection, a buffer and a handler for longer than the body timeout.
+///
+/// The timer is only made when the body first has to wait: most bodies arrive with their
+/// headers, and a timer per request showed on the hot path.
 struct DeadlineBody {
     inner: Body,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     limit: Duration,
 }
 
@@ -41,7 +45,11 @@ impl HttpBody for DeadlineBody {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame);
         }
-        match self.sleep.as_mut().poll(cx) {
+        let deadline = self.deadline;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(self.limit))))),
             Poll::Pending => Poll::Pending,
         }
@@ -141,7 +149,8 @@ async fn reserve_and_run(st: &SharedState, req: Request, next: Next) -> Result<R
     let (parts, body) = req.into_parts();
     let body = Body::new(DeadlineBody {
         inner: body,
-        sleep: Box::pin(tokio::time::sleep(cfg.body_timeout)),
+        deadline: tokio::time::Instant::now() + cfg.body_timeout,
+        sleep: None,
         limit: cfg.body_timeout,
     });
     Ok(next.run(Request::from_parts(parts, body)).await)

@@ -102,14 +102,14 @@ pub fn ensure_dev_pki(certs: &Path, registry: &Registry) -> Result<(), PkiError>
 }
 
 /// Everything the server needs, built and validated; nothing is listening yet.
-pub struct Prepared {
+struct Prepared {
     pub state: Arc<AppState>,
     pub store: Arc<SqliteStore>,
     pub tls: ServerTls,
     pub settings: TlsSettings,
 }
 
-pub fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
+fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
     let registry = Arc::new(Registry::load(&opts.registry)?);
     ensure_dev_pki(&opts.certs, &registry)?;
     let trust = &registry.trust;
