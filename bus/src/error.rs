@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::core::Refusal;
+use crate::core::query::NoQuery;
 use crate::problem::FieldError;
 use crate::store::StoreError;
 
@@ -187,6 +188,15 @@ impl From<Refusal> for ApiError {
             Refusal::UnknownType(t) => ApiError::UnknownType(t),
             Refusal::Forbidden(why) => ApiError::Forbidden(why),
             Refusal::Schema { errors } => ApiError::Schema { errors },
+        }
+    }
+}
+
+impl From<NoQuery> for ApiError {
+    fn from(e: NoQuery) -> Self {
+        match e {
+            NoQuery::NotYours { .. } => ApiError::NotFound(e.to_string()),
+            NoQuery::Ambiguous(_) => ApiError::Conflict(e.to_string()),
         }
     }
 }

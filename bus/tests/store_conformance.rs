@@ -228,7 +228,7 @@ pub async fn feed_cursors_never_skip_or_repeat(store: Arc<dyn Store>) {
     let mut after = 0;
     while seen.len() < 200 {
         next.borrow_and_update();
-        let page = store.feed("t.feed", after, 7).await.unwrap();
+        let page = store.feed(&b, "t.feed", after, 7).await.unwrap();
         for item in &page {
             assert!(item.cursor > after, "cursor went back");
             after = item.cursor;
@@ -250,7 +250,13 @@ pub async fn feed_cursors_never_skip_or_repeat(store: Arc<dyn Store>) {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), 200, "a feed item was repeated");
-    assert!(store.feed("t.feed", after, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .feed(&b, "t.feed", after, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn status_follows_the_deliveries(store: &dyn Store) {

@@ -55,7 +55,7 @@ pub async fn read(
     }
     let after = in_range("after", p.after, 0..=i64::MAX, 0)?;
     let limit = in_range("limit", p.limit, 1..=1000, 100)?;
-    let events = st.store.feed(&type_, after, limit).await?;
+    let events = st.store.feed(&peer.member, &type_, after, limit).await?;
     let next = events.last().map_or(after, |e| e.cursor);
     let events = events
         .into_iter()

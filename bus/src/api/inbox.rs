@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{SharedState, in_range, malformed, parse_id, unreadable_json};
+use crate::core::query;
 use crate::error::ApiError;
 use crate::identity::Peer;
 use crate::problem::FieldError;
@@ -80,7 +81,7 @@ pub async fn pull(
         false => Some(st.limits.poll(&peer.member)?),
     };
     let deadline = Instant::now() + wait;
-    let signal = st.signals.get(&peer.member);
+    let signal = st.wakeups.inbox(&peer.member);
     let mut closing = st.closing.subscribe();
     let mut parked = false;
     // Woken for a new message: lease at once. Otherwise look with a read first, so an empty
@@ -94,7 +95,8 @@ pub async fn pull(
             let Leases { leased, expired } = st.store.lease(&peer.member, req).await?;
             // A waiting requester of a query that ran out of leases hears it now.
             for (sender, id) in expired {
-                st.queries.unavailable(&sender, id, &peer.member);
+                st.wakeups
+                    .settled(&sender, id, query::unavailable(&peer.member));
             }
             leased
         } else {
@@ -212,8 +214,8 @@ pub async fn nack(
     let (outcome, senders) = st.store.nack(&peer.member, id, &reason).await?;
     // A nacked query's requester (only queries have one waiting) hears why at once.
     for sender in senders {
-        st.queries
-            .refused(&sender, id, &format!("nacked by {}: {reason}", peer.member));
+        st.wakeups
+            .settled(&sender, id, query::refused(&peer.member, &reason));
     }
     settled(outcome, id, &peer, "dead_lettered")
 }

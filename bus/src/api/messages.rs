@@ -135,7 +135,7 @@ pub async fn append(st: &SharedState, batch: Vec<Prepared>) -> Result<Vec<Append
         ))),
         AppendOutcome::Stored(results) => {
             for m in &wake {
-                st.signals.wake(m);
+                st.wakeups.wake(m);
             }
             Ok(results)
         }

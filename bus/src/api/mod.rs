@@ -10,7 +10,6 @@ mod messages;
 mod queries;
 mod schemas;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,16 +20,15 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Router, middleware};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 
 use crate::core::limits::{RateLimiter, Slot, Slots};
+use crate::core::wakeups::Wakeups;
 use crate::error::ApiError;
 use crate::identity::{MemberId, Peer};
 use crate::problem::FieldError;
 use crate::registry::Registry;
 use crate::store::Store;
-
-pub use queries::PendingQueries;
 
 /// Limits and timings of the API; every one is a `simpul serve` flag.
 #[derive(Debug, Clone)]
@@ -65,27 +63,6 @@ impl Default for ApiConfig {
             body_timeout: Duration::from_secs(30),
             max_long_polls: 8,
             max_queries: 64,
-        }
-    }
-}
-
-/// Wakes long-polling consumers when something lands in their inbox.
-#[derive(Default)]
-pub struct InboxSignals(Mutex<HashMap<MemberId, Arc<Notify>>>);
-
-impl InboxSignals {
-    pub fn get(&self, m: &MemberId) -> Arc<Notify> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(m.clone()).or_default().clone()
-    }
-
-    /// One new message wakes one waiting poll, not all of them: a provider with four pollers
-    /// would otherwise have four of them race to lease one query, three for nothing. A poll
-    /// that is woken but returns with other messages passes its wake-up on (tokio's `Notify`).
-    pub fn wake(&self, m: &MemberId) {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get(m) {
-            n.notify_one();
         }
     }
 }
@@ -127,8 +104,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub store: Arc<dyn Store>,
     pub config: ApiConfig,
-    pub signals: InboxSignals,
-    pub queries: PendingQueries,
+    /// Long polls and requesters waiting on this node, and the signals between nodes.
+    pub wakeups: Arc<Wakeups>,
     pub inflight: Semaphore,
     /// Bytes of request bodies that may be buffered at once (`--max-buffered`).
     pub buffered: Semaphore,
@@ -151,11 +128,10 @@ impl AppState {
             },
             readiness: Mutex::default(),
             registry,
-            store,
             config,
-            signals: InboxSignals::default(),
-            queries: PendingQueries::default(),
+            wakeups: Wakeups::start(store.clone()),
             closing: watch::Sender::new(false),
+            store,
         })
     }
 }

@@ -5,8 +5,7 @@
 //! A query is `(requester, id)`: ids belong to their sender, so another member reusing an id
 //! asks its own question and never receives someone else's answer.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
@@ -16,114 +15,20 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{SemaphorePermit, oneshot};
-use uuid::Uuid;
+use tokio::sync::SemaphorePermit;
 
 use super::messages::{append, read_body};
 use super::{SharedState, malformed, parse_id};
 use crate::core::delivery;
 use crate::core::ingest::Prepared;
+use crate::core::query::{self, NoQuery, Unanswered};
 use crate::error::ApiError;
 use crate::identity::{MemberId, Peer};
-use crate::registry::{Kind, TypeDef};
-use crate::store::{Appended, DeadLetter, MessageRecord, ReplyOutcome};
+use crate::store::{Appended, DeadLetter, ReplyOutcome};
 
-/// How a query ended without a reply.
-#[derive(Debug, Clone)]
-enum Unanswered {
-    /// The provider nacked it, saying why (502).
-    Refused(String),
-    /// Its leases ran out without a reply (504).
-    Unavailable(String),
-}
-
-/// The provider's reply (JSON text), or why there is none.
-type Outcome = Result<String, Unanswered>;
-
-type Key = (MemberId, Uuid);
-
-/// Requesters waiting on this node for a reply, by query, with the query's type.
-#[derive(Default)]
-pub struct PendingQueries(Mutex<HashMap<Key, Waiting>>);
-
-struct Waiting {
-    def: Arc<TypeDef>,
-    requesters: Vec<oneshot::Sender<Outcome>>,
-}
-
-impl PendingQueries {
-    fn wait(&self, key: Key, def: &Arc<TypeDef>) -> oneshot::Receiver<Outcome> {
-        let (tx, rx) = oneshot::channel();
-        self.lock()
-            .entry(key)
-            .or_insert_with(|| Waiting {
-                def: def.clone(),
-                requesters: Vec::new(),
-            })
-            .requesters
-            .push(tx);
-        rx
-    }
-
-    /// Queries someone on this node waits for that carry `id`: the reply needs no store read.
-    fn waiting_for(&self, id: Uuid) -> Vec<(MemberId, Arc<TypeDef>)> {
-        self.lock()
-            .iter()
-            .filter(|((_, i), _)| *i == id)
-            .map(|((m, _), w)| (m.clone(), w.def.clone()))
-            .collect()
-    }
-
-    fn answer(&self, key: &Key, outcome: Outcome) {
-        let requesters = self.lock().remove(key).map(|w| w.requesters);
-        for tx in requesters.unwrap_or_default() {
-            let _ = tx.send(outcome.clone());
-        }
-    }
-
-    /// The provider nacked the query: its requester hears why at once instead of a 504 later.
-    pub fn refused(&self, requester: &MemberId, id: Uuid, reason: &str) {
-        let key = (requester.clone(), id);
-        self.answer(&key, Err(Unanswered::Refused(reason.to_owned())));
-    }
-
-    /// The query's leases ran out without a reply: its requester hears it at once (504
-    /// provider-unavailable) instead of waiting for its timeout.
-    pub fn unavailable(&self, requester: &MemberId, id: Uuid, provider: &MemberId) {
-        let key = (requester.clone(), id);
-        let why = format!("{provider} took the query but did not answer before its leases ran out");
-        self.answer(&key, Err(Unanswered::Unavailable(why)));
-    }
-
-    fn forget(&self, key: &Key) {
-        let mut map = self.lock();
-        if let Some(w) = map.get_mut(key) {
-            w.requesters.retain(|r| !r.is_closed());
-            if w.requesters.is_empty() {
-                map.remove(key);
-            }
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Waiting>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// What a stored query already ended with, if it ended: a retry gets the same answer.
-fn stored_outcome(r: MessageRecord) -> Option<Outcome> {
-    if let Some(reply) = r.reply {
-        return Some(Ok(reply));
-    }
-    let d = r.deliveries.into_iter().next()?;
-    let reason = d.reason.unwrap_or_default();
-    match d.dead? {
-        DeadLetter::Nacked => Some(Err(Unanswered::Refused(reason))),
-        DeadLetter::OutOfAttempts => Some(Err(Unanswered::Unavailable(reason))),
-        // The earlier ask timed out and was taken back: this retry asks again.
-        DeadLetter::Withdrawn => None,
-    }
-}
+/// How often a waiting requester reads the store for its answer besides being woken: a
+/// signal from another node can be lost, the answer in the store cannot.
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// Sends the query to its provider and waits for the reply (504 when it does not come).
 ///
@@ -140,23 +45,24 @@ pub async fn ask(
     let def = p.def.clone();
     let key = (requester.clone(), id);
     // Wait before storing, so a fast provider cannot reply before anyone listens.
-    let mut rx = st.queries.wait(key.clone(), &def);
+    let queries = &st.wakeups.queries;
+    let mut rx = queries.wait(key.clone(), &def);
     let appended = append(st, vec![p])
         .await
-        .inspect_err(|_| st.queries.forget(&key))?;
+        .inspect_err(|_| queries.forget(&key))?;
     drop(permit);
     let stored = match appended[0] {
         Appended::Accepted => None,
         Appended::Duplicate { .. } => {
             let rec = st.store.message(requester, id).await?;
-            match rec.and_then(stored_outcome) {
+            match rec.and_then(query::stored_outcome) {
                 Some(o) => Some(o),
                 None => {
                     // Withdrawn after an earlier timeout: put it back before the provider.
                     if st.store.reopen(requester, id).await?
                         && let Some(provider) = &def.provider
                     {
-                        st.signals.wake(provider);
+                        st.wakeups.wake(provider);
                     }
                     None
                 }
@@ -165,17 +71,23 @@ pub async fn ask(
     };
     let outcome = match stored {
         Some(o) => o,
-        None => match tokio::time::timeout(st.config.query_timeout, &mut rx).await {
-            Ok(Ok(o)) => o,
-            _ => {
+        None => match wait(st, &key, &mut rx).await {
+            Some(o) => o,
+            None => {
                 drop(rx);
-                st.queries.forget(&key);
+                queries.forget(&key);
                 let why = format!(
                     "the requester stopped waiting after {:?} (query timeout)",
                     st.config.query_timeout
                 );
-                st.store.withdraw(requester, id, &why).await?;
-                return Err(ApiError::QueryTimeout(st.config.query_timeout));
+                // Answered in the last instant: the answer stands, and withdraws nothing.
+                if !st.store.withdraw(requester, id, &why).await?
+                    && let Some(o) = st.wakeups.look(requester, id).await
+                {
+                    o
+                } else {
+                    return Err(ApiError::QueryTimeout(st.config.query_timeout));
+                }
             }
         },
     };
@@ -191,6 +103,29 @@ pub async fn ask(
         Json(json!({ "id": id, "type": def.name, "data": data })),
     )
         .into_response())
+}
+
+/// Waits up to the query timeout for the outcome: woken on this node, by a signal from
+/// another node, or found in the store on a periodic look.
+async fn wait(
+    st: &SharedState,
+    key: &query::QueryKey,
+    rx: &mut tokio::sync::oneshot::Receiver<query::Outcome>,
+) -> Option<query::Outcome> {
+    let deadline = tokio::time::Instant::now() + st.config.query_timeout;
+    loop {
+        let tick = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + RECHECK));
+        tokio::select! {
+            o = &mut *rx => return o.ok(),
+            _ = tick => {}
+        }
+        if let Some(o) = st.wakeups.look(&key.0, key.1).await {
+            return Some(o);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,8 +152,7 @@ pub async fn reply(
         Some(Ok(m)) => Some(m),
         Some(Err(e)) => return Err(super::bad_param("source", &e.to_string())),
     };
-    let not_yours = || ApiError::NotFound(format!("no query {id} for {}", peer.member));
-    let mut candidates = st.queries.waiting_for(id);
+    let mut candidates = st.wakeups.queries.waiting_for(id);
     if candidates.is_empty() {
         // Asked before a restart, or on another node: the store knows whose and of what type.
         candidates = st
@@ -229,20 +163,7 @@ pub async fn reply(
             .filter_map(|(m, t)| Some((m, st.registry.type_def(&t)?.clone())))
             .collect();
     }
-    candidates.retain(|(m, def)| {
-        def.kind == Kind::Query
-            && def.provider.as_ref() == Some(&peer.member)
-            && source.as_ref().is_none_or(|s| s == m)
-    });
-    let (requester, def) = match candidates.len() {
-        0 => return Err(not_yours()),
-        1 => candidates.remove(0),
-        _ => {
-            return Err(ApiError::Conflict(format!(
-                "several requesters' queries carry id {id}; say whose with ?source=MEMBER"
-            )));
-        }
-    };
+    let (requester, def) = query::whose(candidates, &peer.member, id, source.as_ref())?;
     let body = read_body(&st, &headers, body).await?;
     let data: Value = serde_json::from_slice(&body).map_err(|e| ApiError::Malformed {
         detail: format!("body is not valid JSON: {e}"),
@@ -262,7 +183,7 @@ pub async fn reply(
         .reply(&peer.member, id, Some(requester.clone()), text.clone())
         .await?;
     match outcome {
-        ReplyOutcome::Stored { requester } => st.queries.answer(&(requester, id), Ok(text)),
+        ReplyOutcome::Stored { requester } => st.wakeups.settled(&requester, id, Ok(text)),
         ReplyOutcome::Existing(old) if old == text => {}
         ReplyOutcome::Existing(_) => {
             return Err(ApiError::Conflict(format!(
@@ -279,12 +200,14 @@ pub async fn reply(
                 "query {id} takes no reply: {why}"
             )));
         }
-        ReplyOutcome::Ambiguous => {
-            return Err(ApiError::Conflict(format!(
-                "several requesters' queries carry id {id}; say whose with ?source=MEMBER"
-            )));
+        ReplyOutcome::Ambiguous => return Err(NoQuery::Ambiguous(id).into()),
+        ReplyOutcome::NotFound => {
+            return Err(NoQuery::NotYours {
+                id,
+                provider: peer.member.clone(),
+            }
+            .into());
         }
-        ReplyOutcome::NotFound => return Err(not_yours()),
     }
     Ok(Json(json!({ "id": id, "status": "replied" })))
 }

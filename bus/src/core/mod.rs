@@ -4,6 +4,8 @@
 pub mod delivery;
 pub mod ingest;
 pub mod limits;
+pub mod query;
+pub mod wakeups;
 
 use crate::problem::FieldError;
 

@@ -160,28 +160,25 @@ pub struct LeaseRequest {
     pub max_attempts: u32,
 }
 
+/// What one node tells every node: a wake-up, never data. A lost signal costs only latency,
+/// because every waiter also looks at the store again on a short period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// Something became ready in this member's inbox: a waiting long poll should look.
+    Inbox(MemberId),
+    /// This requester's query has its outcome in the store (a reply, a nack, or leases that
+    /// ran out): a requester waiting for it should read it.
+    Query(MemberId, Uuid),
+}
+
+/// The log of what was accepted and what became of it, as senders, requesters and feed
+/// readers see it. Reads take the caller, so that an audit can record who read what.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait MessageLog: Send + Sync + 'static {
     /// Makes the batch durable before returning: a caller may answer 202 on `Ok(Stored)`.
     /// A batch of queries only, which no one is answered for until the reply is stored, may
     /// become durable with that reply instead.
     async fn append(&self, batch: Vec<NewMessage>) -> Result<AppendOutcome, StoreError>;
-    /// Leases up to `req.max` messages from `member`'s inbox, dead-lettering those whose
-    /// lease ran out `req.max_attempts` times.
-    async fn lease(&self, member: &MemberId, req: LeaseRequest) -> Result<Leases, StoreError>;
-    /// Whether a lease for `member` would find anything now: a read, so waiting consumers can
-    /// look often without taking the writer's time.
-    async fn has_ready(&self, member: &MemberId) -> Result<bool, StoreError>;
-    /// Acks each of `ids` in `member`'s inbox, all in one durable commit, answering for each.
-    async fn ack(&self, member: &MemberId, ids: Vec<Uuid>) -> Result<Vec<Settled>, StoreError>;
-    /// Dead-letters the message for `member`, recording `reason` for its sender. Also answers
-    /// the senders of what was dead-lettered, so a nacked query's requester hears at once.
-    async fn nack(
-        &self,
-        member: &MemberId,
-        id: Uuid,
-        reason: &str,
-    ) -> Result<(Settled, Vec<MemberId>), StoreError>;
     /// Stores a provider's reply to a query and settles the provider's delivery. `requester`
     /// names whose query, for the rare id two requesters both used.
     async fn reply(
@@ -215,14 +212,54 @@ pub trait Store: Send + Sync + 'static {
         sender: &MemberId,
         id: Uuid,
     ) -> Result<Option<MessageRecord>, StoreError>;
+    /// The events of `type_` after cursor `after`, as `reader` reads them. A cursor never
+    /// skips an event that commits later with a lower one.
     async fn feed(
         &self,
+        reader: &MemberId,
         type_: &str,
         after: i64,
         limit: usize,
     ) -> Result<Vec<FeedItem>, StoreError>;
-    /// `Ok` when the store takes writes; otherwise why not (its last write failed, or it is
-    /// closed).
+}
+
+/// Each member's inbox: leases that run out, and settlement by the recipient.
+#[async_trait::async_trait]
+pub trait DeliveryQueue: Send + Sync + 'static {
+    /// Leases up to `req.max` messages from `member`'s inbox, dead-lettering those whose
+    /// lease ran out `req.max_attempts` times.
+    async fn lease(&self, member: &MemberId, req: LeaseRequest) -> Result<Leases, StoreError>;
+    /// Whether a lease for `member` would find anything now: a read, so waiting consumers can
+    /// look often without taking the writer's time.
+    async fn has_ready(&self, member: &MemberId) -> Result<bool, StoreError>;
+    /// Acks each of `ids` in `member`'s inbox, all in one durable commit, answering for each.
+    async fn ack(&self, member: &MemberId, ids: Vec<Uuid>) -> Result<Vec<Settled>, StoreError>;
+    /// Dead-letters the message for `member`, recording `reason` for its sender. Also answers
+    /// the senders of what was dead-lettered, so a nacked query's requester hears at once.
+    async fn nack(
+        &self,
+        member: &MemberId,
+        id: Uuid,
+        reason: &str,
+    ) -> Result<(Settled, Vec<MemberId>), StoreError>;
+}
+
+/// Carries [`Signal`]s between the nodes that share a store. A store that only one process
+/// opens (the embedded one) has no other nodes: it keeps the defaults, which send nothing.
+pub trait Notifier: Send + Sync + 'static {
+    /// Tells the other nodes. Never waits: under pressure a signal may be dropped.
+    fn publish(&self, _signal: Signal) {}
+    /// The signals other nodes publish, taken once at start; `None` when there are none.
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<Signal>> {
+        None
+    }
+}
+
+/// A whole backend: the log, the queues and the signals between nodes.
+#[async_trait::async_trait]
+pub trait Store: MessageLog + DeliveryQueue + Notifier {
+    /// `Ok` when the store takes writes; otherwise why not (its last write failed, it cannot
+    /// reach its database, or it is closed).
     async fn health(&self) -> Result<(), String>;
     /// Flushes and stops the writer; later calls fail with `Unavailable`.
     async fn close(&self);

@@ -34,8 +34,8 @@ pub use schema::SchemaError;
 use writer::{Answer, Checkpointer, Op, WAL_BOUND_PAGES, WRITER_CACHE_KIB, Writer};
 
 use super::{
-    AppendOutcome, FeedItem, LeaseRequest, Leases, MessageRecord, NewMessage, ReplyOutcome,
-    Settled, Store, StoreError,
+    AppendOutcome, DeliveryQueue, FeedItem, LeaseRequest, Leases, MessageLog, MessageRecord,
+    NewMessage, Notifier, ReplyOutcome, Settled, Store, StoreError,
 };
 use crate::identity::MemberId;
 
@@ -209,45 +209,9 @@ impl SqliteStore {
 }
 
 #[async_trait::async_trait]
-impl Store for SqliteStore {
+impl MessageLog for SqliteStore {
     async fn append(&self, batch: Vec<NewMessage>) -> Result<AppendOutcome, StoreError> {
         self.submit(|a| Op::Append(batch, a)).await
-    }
-
-    async fn lease(&self, member: &MemberId, req: LeaseRequest) -> Result<Leases, StoreError> {
-        let member = member.clone();
-        self.submit(|a| Op::Lease(member, req, a)).await
-    }
-
-    async fn ack(&self, member: &MemberId, ids: Vec<Uuid>) -> Result<Vec<Settled>, StoreError> {
-        let member = member.clone();
-        let settled = self
-            .submit(|answer| Op::Settle {
-                member,
-                ids,
-                nack: None,
-                answer,
-            })
-            .await?;
-        Ok(settled.into_iter().map(|(s, _)| s).collect())
-    }
-
-    async fn nack(
-        &self,
-        member: &MemberId,
-        id: Uuid,
-        reason: &str,
-    ) -> Result<(Settled, Vec<MemberId>), StoreError> {
-        let (member, nack) = (member.clone(), Some(reason.to_owned()));
-        let mut settled = self
-            .submit(|answer| Op::Settle {
-                member,
-                ids: vec![id],
-                nack,
-                answer,
-            })
-            .await?;
-        Ok(settled.pop().unwrap_or((Settled::NotFound, Vec::new())))
     }
 
     async fn reply(
@@ -284,18 +248,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn has_ready(&self, member: &MemberId) -> Result<bool, StoreError> {
-        let member = member.to_string();
-        self.read(move |c| {
-            c.prepare_cached(
-                "SELECT EXISTS(SELECT 1 FROM deliveries
-                 WHERE recipient = ?1 AND state < 2 AND available_at <= ?2)",
-            )?
-            .query_row(params![member, now_ms()], |r| r.get(0))
-        })
-        .await
-    }
-
     async fn reopen(&self, requester: &MemberId, id: Uuid) -> Result<bool, StoreError> {
         let requester = requester.clone();
         self.submit(|answer| Op::Reopen(requester, id, answer))
@@ -322,6 +274,7 @@ impl Store for SqliteStore {
 
     async fn feed(
         &self,
+        _reader: &MemberId,
         type_: &str,
         after: i64,
         limit: usize,
@@ -346,7 +299,64 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl DeliveryQueue for SqliteStore {
+    async fn lease(&self, member: &MemberId, req: LeaseRequest) -> Result<Leases, StoreError> {
+        let member = member.clone();
+        self.submit(|a| Op::Lease(member, req, a)).await
+    }
+
+    async fn has_ready(&self, member: &MemberId) -> Result<bool, StoreError> {
+        let member = member.to_string();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM deliveries
+                 WHERE recipient = ?1 AND state < 2 AND available_at <= ?2)",
+            )?
+            .query_row(params![member, now_ms()], |r| r.get(0))
+        })
+        .await
+    }
+
+    async fn ack(&self, member: &MemberId, ids: Vec<Uuid>) -> Result<Vec<Settled>, StoreError> {
+        let member = member.clone();
+        let settled = self
+            .submit(|answer| Op::Settle {
+                member,
+                ids,
+                nack: None,
+                answer,
+            })
+            .await?;
+        Ok(settled.into_iter().map(|(s, _)| s).collect())
+    }
+
+    async fn nack(
+        &self,
+        member: &MemberId,
+        id: Uuid,
+        reason: &str,
+    ) -> Result<(Settled, Vec<MemberId>), StoreError> {
+        let (member, nack) = (member.clone(), Some(reason.to_owned()));
+        let mut settled = self
+            .submit(|answer| Op::Settle {
+                member,
+                ids: vec![id],
+                nack,
+                answer,
+            })
+            .await?;
+        Ok(settled.pop().unwrap_or((Settled::NotFound, Vec::new())))
+    }
+}
+
+/// One process opens the embedded store: there are no other nodes to signal.
+impl Notifier for SqliteStore {}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
     async fn health(&self) -> Result<(), String> {
         if self.tx.is_closed() {
             return Err("the store is closed".into());
