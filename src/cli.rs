@@ -118,6 +118,13 @@ struct ServeArgs {
     /// Seconds past its nextUpdate that a CRL is still trusted.
     #[arg(long, default_value_t = 0)]
     crl_grace: u64,
+    /// Keep state in PostgreSQL (postgres://USER@HOST:PORT/DB), shared by every node that
+    /// names it; without it, the embedded store in --data.
+    #[arg(long, env = "SIMPUL_STORE")]
+    store: Option<String>,
+    /// Days a settled message stays (with its status) in a PostgreSQL store before it is purged.
+    #[arg(long, default_value_t = 30)]
+    retention: u64,
 }
 
 #[derive(Subcommand)]
@@ -242,6 +249,8 @@ fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         handshake_timeout: secs(a.handshake_timeout.max(1)),
         max_connections: a.max_connections.max(1),
         store_busy_timeout: Duration::from_millis(a.store_busy_timeout_ms),
+        store: a.store.filter(|s| !s.is_empty()),
+        retention: secs(a.retention.max(1) * 24 * 3600),
         crl_grace: secs(a.crl_grace),
     };
     let rt = tokio::runtime::Runtime::new()?;

@@ -11,10 +11,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SIMPUL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter())
         .init();
     match cli.run() {
         Ok(code) => code,
@@ -22,5 +19,16 @@ fn main() -> std::process::ExitCode {
             eprintln!("simpul: {e:#}");
             std::process::ExitCode::from(2)
         }
+    }
+}
+
+/// `SIMPUL_LOG` (default `info`), except that tokio-postgres never logs below `info`: at
+/// `debug` it prints every statement's parameters, envelopes with personal IDs among them.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIMPUL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match "tokio_postgres=info".parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
     }
 }

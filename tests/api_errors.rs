@@ -145,7 +145,8 @@ async fn same_id_same_content_gets_the_original_answer_and_different_content_409
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_locked_store_answers_503_with_retry_after_then_recovers() {
-    let bus = Bus::start(&["--store-busy-timeout-ms", "200"]);
+    // The embedded store's own lock; a PostgreSQL outage is tests/postgres.rs's.
+    let bus = Bus::start_embedded(&["--store-busy-timeout-ms", "200"]);
     let c = bus.client(DUKCAPIL);
     assert_status(&c.send(&death(NIK)).await.unwrap(), 202);
 
@@ -220,7 +221,7 @@ async fn unknown_endpoints_and_ids_are_problem_404s() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn too_many_writes_in_flight_get_503_overloaded_with_retry_after() {
-    let bus = Bus::start(&["--max-inflight", "1", "--store-busy-timeout-ms", "10000"]);
+    let bus = Bus::start_embedded(&["--max-inflight", "1", "--store-busy-timeout-ms", "10000"]);
     let c = bus.client(DUKCAPIL);
     // Hold the store's write lock so the one permitted write waits inside the store.
     let db = rusqlite::Connection::open(bus.data().join("simpul.db")).unwrap();

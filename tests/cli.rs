@@ -222,6 +222,7 @@ async fn a_registry_trust_section_replaces_the_development_ca() {
         String::from_utf8_lossy(&out.stderr)
     );
     let mut child = Command::new(bin())
+        .env_remove("SIMPUL_STORE") // the embedded store, whatever the pass
         .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
         .arg(&reg)
         .arg("--certs")

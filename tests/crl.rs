@@ -22,6 +22,7 @@ fn a_missing_development_crl_stops_the_start_naming_the_file() {
     std::fs::remove_file(certs.join("crl.pem")).unwrap();
     let out = std::process::Command::new(bin())
         .current_dir(repo())
+        .env_remove("SIMPUL_STORE") // the embedded store, whatever the pass
         .args(["serve", "--listen", "127.0.0.1:0", "--certs"])
         .arg(&certs)
         .arg("--data")

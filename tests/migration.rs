@@ -96,6 +96,7 @@ async fn a_store_of_a_newer_release_is_refused_with_a_clear_message() {
     drop(c);
     let out = std::process::Command::new(bin())
         .current_dir(repo())
+        .env_remove("SIMPUL_STORE") // the embedded store, whatever the pass
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(dir.path())
         .arg("--certs")

@@ -29,6 +29,7 @@ pub fn bus(
     certs: PathBuf,
     data: PathBuf,
     max_body: usize,
+    store: Option<String>,
 ) -> anyhow::Result<()> {
     let opts = ServeOptions {
         registry,
@@ -39,6 +40,7 @@ pub fn bus(
             max_body,
             ..ApiConfig::default()
         },
+        store,
         // Otherwise `simpul serve`'s defaults.
         ..ServeOptions::default()
     };

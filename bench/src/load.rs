@@ -102,6 +102,20 @@ impl Stats {
         self.late_us.extend(w.late_us);
     }
 
+    /// Adds a run measured at the same time against another server (another node).
+    pub fn absorb(&mut self, other: Stats) {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.lat_us.extend(other.lat_us);
+        self.lat_us.sort_unstable();
+        self.late_us.extend(other.late_us);
+        self.late_us.sort_unstable();
+        self.elapsed = self.elapsed.max(other.elapsed);
+    }
+
     pub fn finish(mut self, elapsed: Duration) -> Stats {
         self.lat_us.sort_unstable();
         self.late_us.sort_unstable();

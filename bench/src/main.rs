@@ -12,6 +12,7 @@ mod payload;
 mod plot;
 mod recheck;
 mod report;
+mod scaleout;
 mod scenarios;
 mod server;
 
@@ -66,6 +67,9 @@ enum Command {
         data: PathBuf,
         #[arg(long, default_value_t = 1 << 20)]
         max_body: usize,
+        /// A PostgreSQL store (`--store` of `simpul serve`).
+        #[arg(long)]
+        store: Option<String>,
     },
     /// (internal) The no-op mTLS echo server: the ceiling.
     #[command(hide = true)]
@@ -79,7 +83,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// accept | sweep | e2e | query | batch | growth | payload | backlog | coldstart
+    /// accept | sweep | e2e | query | batch | growth | payload | backlog | coldstart | scaleout
     #[arg(long)]
     scenario: String,
     /// Measured seconds per load run (after the warm-up).
@@ -126,6 +130,13 @@ struct RunArgs {
     /// The bus's `--max-body`.
     #[arg(long, default_value_t = 1 << 20)]
     max_body: usize,
+    /// PostgreSQL for `scaleout` (postgres://…; default: `SIMPUL_STORE`, as
+    /// `scripts/services start` prints it). Each run gets a schema of its own.
+    #[arg(long, env = "SIMPUL_STORE")]
+    store: Option<String>,
+    /// Node counts for `scaleout`.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    nodes: Vec<usize>,
     /// Registry for accept/sweep/e2e/query/batch/backlog (default: the repository's).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../registry.toml"))]
     registry: PathBuf,
@@ -150,6 +161,8 @@ impl RunArgs {
             backlog: self.backlog,
             schemas: self.schemas.max(1),
             max_body: self.max_body,
+            store: self.store.clone(),
+            nodes: self.nodes.clone(),
         }
     }
 }
@@ -182,7 +195,8 @@ fn main() -> anyhow::Result<()> {
             certs,
             data,
             max_body,
-        } => children::bus(registry, certs, data, max_body),
+            store,
+        } => children::bus(registry, certs, data, max_body, store),
         Command::Echo { certs, instance } => children::echo(&certs, &instance),
         Command::Recheck { iterations } => recheck::run(iterations),
     }

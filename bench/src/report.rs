@@ -65,6 +65,15 @@ pub struct Line {
     /// CPU seconds the bus process used during the measured run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bus_cpu_s: Option<f64>,
+    /// Bus nodes sharing one PostgreSQL (`scaleout`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<usize>,
+    /// Raw concurrent `INSERT … COMMIT` of the same rows against the same PostgreSQL in the
+    /// same run (`scaleout`), and the ratio of `msgs_per_s` to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_ceiling_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_store_ceiling: Option<f64>,
     /// 1-minute load average when the scenario started (other work on the machine).
     pub loadavg_1m: Option<f64>,
 }

@@ -27,8 +27,8 @@ use crate::report::Line;
 use crate::server::Server;
 
 /// Members of the repository's registry that the scenarios act as.
-const PORTAL: &str = "GOV/portal";
-const DUKCAPIL: &str = "GOV/dukcapil";
+pub(crate) const PORTAL: &str = "GOV/portal";
+pub(crate) const DUKCAPIL: &str = "GOV/dukcapil";
 const DPMPTSP: &str = "GOV/dpmptsp";
 
 /// Load settings and scenario parameters (the `run` command's flags).
@@ -50,10 +50,12 @@ pub struct Opts {
     pub backlog: u64,
     pub schemas: usize,
     pub max_body: usize,
+    pub store: Option<String>,
+    pub nodes: Vec<usize>,
 }
 
 impl Opts {
-    fn spec(&self, rate: Rate) -> Spec {
+    pub(crate) fn spec(&self, rate: Rate) -> Spec {
         Spec {
             connections: self.connections,
             streams: self.streams,
@@ -63,7 +65,7 @@ impl Opts {
         }
     }
 
-    fn base_line(&self, scenario: impl Into<String>) -> Line {
+    pub(crate) fn base_line(&self, scenario: impl Into<String>) -> Line {
         let mut l = Line::new(scenario);
         l.proto = Some(self.proto);
         l.connections = Some(self.connections);
@@ -73,7 +75,7 @@ impl Opts {
 }
 
 /// A run's temp dir with a dev PKI for a registry.
-struct Env {
+pub(crate) struct Env {
     dir: tempfile::TempDir,
     registry: PathBuf,
     instance: String,
@@ -81,7 +83,7 @@ struct Env {
 
 impl Env {
     /// The repository's registry with certificates for all its members.
-    fn repo(registry: &Path) -> anyhow::Result<Env> {
+    pub(crate) fn repo(registry: &Path) -> anyhow::Result<Env> {
         let reg = bus::registry::Registry::load(registry)
             .with_context(|| format!("load {}", registry.display()))?;
         let members: Vec<MemberId> = reg.members().map(|m| m.id.clone()).collect();
@@ -112,17 +114,39 @@ impl Env {
         })
     }
 
-    fn certs(&self) -> PathBuf {
+    pub(crate) fn certs(&self) -> PathBuf {
         self.dir.path().join("certs")
     }
 
     /// A bus with a fresh data dir (`tag` keeps several buses of one run apart).
     fn bus(&self, tag: &str, max_body: usize) -> anyhow::Result<Server> {
         let data = self.dir.path().join(format!("data-{tag}"));
-        Server::bus(&self.registry, &self.certs(), &data, max_body)
+        Server::bus(&self.registry, &self.certs(), &data, max_body, None)
     }
 
-    fn target(&self, s: &Server, member: &str, proto: Proto) -> anyhow::Result<Target> {
+    /// `n` nodes of one bus on the PostgreSQL schema `store` names.
+    pub(crate) fn nodes(
+        &self,
+        tag: &str,
+        n: usize,
+        o: &Opts,
+        store: &str,
+    ) -> anyhow::Result<Vec<Server>> {
+        (0..n)
+            .map(|i| {
+                let data = self.dir.path().join(format!("data-{tag}-{i}"));
+                Server::bus(
+                    &self.registry,
+                    &self.certs(),
+                    &data,
+                    o.max_body,
+                    Some(store),
+                )
+            })
+            .collect()
+    }
+
+    pub(crate) fn target(&self, s: &Server, member: &str, proto: Proto) -> anyhow::Result<Target> {
         let m = MemberId::parse(member)?;
         Ok(Target::new(
             s.addr,
@@ -132,7 +156,7 @@ impl Env {
     }
 
     /// The echo ceiling for `template` sent by `member`.
-    async fn echo(
+    pub(crate) async fn echo(
         &self,
         o: &Opts,
         member: &str,
@@ -264,7 +288,7 @@ pub async fn e2e(o: &Opts) -> anyhow::Result<Vec<Line>> {
 }
 
 /// What a consumer does with each message it leases.
-enum Settle {
+pub(crate) enum Settle {
     /// `POST /v1/inbox/ack` with every id of the pull; latency recorded from each id's time.
     Ack,
     /// `POST /v1/queries/{id}/reply` with this body (a query provider).
@@ -272,7 +296,7 @@ enum Settle {
 }
 
 /// Pulls and settles until `stop`, counting settlements finished inside `window`.
-async fn consume(
+pub(crate) async fn consume(
     mut conn: Conn,
     window: (Instant, Instant),
     stop: Arc<AtomicBool>,
@@ -637,6 +661,7 @@ pub const NAMES: &[&str] = &[
     "payload",
     "backlog",
     "coldstart",
+    "scaleout",
 ];
 
 pub async fn run(name: &str, o: &Opts) -> anyhow::Result<Vec<Line>> {
@@ -644,6 +669,7 @@ pub async fn run(name: &str, o: &Opts) -> anyhow::Result<Vec<Line>> {
         "accept" => accept(o).await,
         "sweep" => sweep(o).await,
         "e2e" => e2e(o).await,
+        "scaleout" => crate::scaleout::run(o).await,
         "query" => query(o).await,
         "batch" => batch(o).await,
         "growth" => growth(o).await,

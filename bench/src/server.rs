@@ -28,6 +28,7 @@ impl Server {
         certs: &Path,
         data: &Path,
         max_body: usize,
+        store: Option<&str>,
     ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg("bus")
@@ -39,6 +40,9 @@ impl Server {
             .arg(data)
             .arg("--max-body")
             .arg(max_body.to_string());
+        if let Some(url) = store {
+            cmd.arg("--store").arg(url);
+        }
         Server::spawn(cmd)
     }
 

@@ -8,10 +8,13 @@ use std::time::Duration;
 use bus::identity::MemberId;
 use bus::registry::Kind;
 use bus::store::{
-    AppendOutcome, Appended, DeadLetter, DeliveryState, LeaseRequest, NewMessage, ReplyOutcome,
-    Settled, SqliteStore, Store, StoreOptions,
+    AppendOutcome, Appended, DeadLetter, DeliveryState, LeaseRequest, NewMessage, PgOptions,
+    PgStore, ReplyOutcome, Settled, SqliteStore, Store, StoreOptions,
 };
 use uuid::Uuid;
+
+#[path = "../../tests/common/pg.rs"]
+mod pg;
 
 fn member(s: &str) -> MemberId {
     MemberId::parse(s).unwrap()
@@ -227,7 +230,9 @@ pub async fn feed_cursors_never_skip_or_repeat(store: Arc<dyn Store>) {
     let mut seen = Vec::new();
     let mut after = 0;
     while seen.len() < 200 {
-        next.borrow_and_update();
+        // Read before the page: if every append had returned by then, the page must hold
+        // whatever is left.
+        let all_appended = *next.borrow_and_update() == 200;
         let page = store.feed(&b, "t.feed", after, 7).await.unwrap();
         for item in &page {
             assert!(item.cursor > after, "cursor went back");
@@ -235,6 +240,12 @@ pub async fn feed_cursors_never_skip_or_repeat(store: Arc<dyn Store>) {
             seen.push(item.event.get().to_owned());
         }
         if page.is_empty() {
+            // Every append has returned and the feed has nothing after the cursor: it skipped.
+            assert!(
+                !all_appended,
+                "the feed skipped events: it has nothing after {after} with {} of 200 read",
+                seen.len()
+            );
             let more = tokio::time::timeout(Duration::from_secs(30), next.changed()).await;
             assert!(
                 matches!(more, Ok(Ok(()))),
@@ -257,6 +268,39 @@ pub async fn feed_cursors_never_skip_or_repeat(store: Arc<dyn Store>) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Consumers leasing at once (on one node or several) never get the same message while its
+/// lease runs.
+pub async fn concurrent_leases_never_share_a_message(store: Arc<dyn Store>) {
+    let (a, b) = (member("GOV/a"), member("GOV/b"));
+    let batch: Vec<_> = (0..200)
+        .map(|i| message(&a, &b, Kind::Message, &i.to_string()))
+        .collect();
+    store.append(batch).await.unwrap();
+    let lessees: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, b) = (store.clone(), b.clone());
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let got = leased_ids(store.as_ref(), &b, lease(7, 60, 5)).await;
+                    if got.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(got);
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for l in lessees {
+        all.extend(l.await.unwrap());
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((total, all.len()), (200, 200), "a message was leased twice");
 }
 
 pub async fn status_follows_the_deliveries(store: &dyn Store) {
@@ -334,6 +378,7 @@ macro_rules! conformance {
             case!(a_withdrawn_query_takes_no_reply_until_reopened, s => super::a_withdrawn_query_takes_no_reply_until_reopened(s.as_ref()));
             case!(a_nacked_query_takes_no_reply, s => super::a_nacked_query_takes_no_reply(s.as_ref()));
             case!(feed_cursors_never_skip_or_repeat, s => super::feed_cursors_never_skip_or_repeat(s));
+            case!(concurrent_leases_never_share_a_message, s => super::concurrent_leases_never_share_a_message(s));
             case!(status_follows_the_deliveries, s => super::status_follows_the_deliveries(s.as_ref()));
         }
     };
@@ -346,3 +391,12 @@ fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
 }
 
 conformance!(sqlite_store, sqlite());
+
+/// A store in a schema of its own in the shared PostgreSQL: every test starts empty.
+async fn postgres() -> ((), Arc<dyn Store>) {
+    let url = pg::fresh_url("conformance");
+    let store = PgStore::connect(PgOptions::new(url)).await.unwrap();
+    ((), Arc::new(store))
+}
+
+conformance!(postgres_store, postgres().await);

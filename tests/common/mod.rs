@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+pub mod pg;
 pub mod raw;
 
 use bus::client::{Answer, Client};
@@ -54,6 +55,11 @@ where
 
 pub struct Bus {
     pub dir: tempfile::TempDir,
+    /// The PKI, shared by every node of one bus.
+    certs: PathBuf,
+    /// `--store`: the PostgreSQL schema of this bus on the PostgreSQL pass, else the
+    /// embedded store in `data()`.
+    pub store: Option<String>,
     pub base: String,
     pub registry: PathBuf,
     args: Vec<String>,
@@ -78,9 +84,54 @@ impl Bus {
         Bus::start_inner(registry, extra, None)
     }
 
+    /// Starts a bus on the embedded store whatever the pass: for tests of the embedded store
+    /// itself (its file locks, its migrations).
+    pub fn start_embedded(extra: &[&str]) -> Bus {
+        let mut bus = Bus::unstarted(&repo().join("registry.toml"), extra, None);
+        bus.spawn();
+        bus
+    }
+
+    /// Starts a bus on a PostgreSQL schema of its own, whatever the pass.
+    pub fn start_on_postgres(extra: &[&str]) -> Bus {
+        Bus::start_on(pg::fresh_url("e2e"), extra)
+    }
+
+    /// Starts a bus on the store `url` names.
+    pub fn start_on(url: String, extra: &[&str]) -> Bus {
+        let mut bus = Bus::unstarted(&repo().join("registry.toml"), extra, None);
+        bus.store = Some(url);
+        bus.spawn();
+        bus
+    }
+
+    /// Another node of the same bus: the same registry, PKI, flags and PostgreSQL store, its
+    /// own process and port.
+    pub fn another_node(&self) -> Bus {
+        assert!(self.store.is_some(), "nodes share a PostgreSQL store");
+        let mut node = Bus::unstarted(&self.registry, &[], None);
+        node.args = self.args.clone();
+        node.certs = self.certs.clone();
+        node.store = self.store.clone();
+        node.spawn();
+        node
+    }
+
     fn start_inner(registry: &Path, extra: &[&str], seed: Option<&Path>) -> Bus {
-        let mut bus = Bus {
-            dir: tempfile::tempdir().expect("tempdir"),
+        let mut bus = Bus::unstarted(registry, extra, seed);
+        if seed.is_none() && pg::end_to_end_on_postgres() {
+            bus.store = Some(pg::fresh_url("e2e"));
+        }
+        bus.spawn();
+        bus
+    }
+
+    fn unstarted(registry: &Path, extra: &[&str], seed: Option<&Path>) -> Bus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bus = Bus {
+            certs: dir.path().join("certs"),
+            store: None,
+            dir,
             base: String::new(),
             registry: registry.to_owned(),
             args: extra.iter().map(|s| s.to_string()).collect(),
@@ -95,12 +146,11 @@ impl Bus {
                 std::fs::copy(&f, bus.data().join(f.file_name().unwrap())).expect("copy seed");
             }
         }
-        bus.spawn();
         bus
     }
 
     pub fn certs(&self) -> PathBuf {
-        self.dir.path().join("certs")
+        self.certs.clone()
     }
 
     pub fn data(&self) -> PathBuf {
@@ -108,8 +158,13 @@ impl Bus {
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(bin())
-            .arg("serve")
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve");
+        match &self.store {
+            Some(url) => cmd.args(["--store", url]),
+            None => cmd.env_remove("SIMPUL_STORE"),
+        };
+        let mut child = cmd
             .arg("--registry")
             .arg(&self.registry)
             .arg("--certs")

@@ -90,7 +90,10 @@ impl Wakeups {
     /// A signal from another node.
     fn remote(self: Arc<Self>, signal: Signal) {
         match signal {
-            Signal::Inbox(m) => self.inboxes.wake(&m),
+            Signal::Inbox(m) => {
+                tracing::debug!(member = %m, "inbox signal from another node");
+                self.inboxes.wake(&m);
+            }
             Signal::Query(requester, id) => {
                 if !self.queries.is_waiting(&(requester.clone(), id)) {
                     return;

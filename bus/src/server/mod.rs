@@ -19,7 +19,7 @@ use crate::api::{self, ApiConfig, AppState};
 use crate::identity::MemberId;
 use crate::pki::{DevCa, PkiError, Validity};
 use crate::registry::{Registry, RegistryError};
-use crate::store::{SqliteStore, Store, StoreError, StoreOptions};
+use crate::store::{PgOptions, PgStore, SqliteStore, Store, StoreError, StoreOptions};
 use crate::tls::{self, MemberVerifier, ServerTls, TlsError, TlsListener, TlsSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,10 @@ pub enum ServeError {
     Tls(#[from] TlsError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error(
+        "--store {0}: not a store this bus knows (give postgres://USER@HOST:PORT/DB, or leave it out for the embedded store)"
+    )]
+    StoreUrl(String),
     #[error("listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -52,6 +56,11 @@ pub struct ServeOptions {
     pub handshake_timeout: Duration,
     pub max_connections: usize,
     pub store_busy_timeout: Duration,
+    /// `postgres://…`: keep state in this PostgreSQL, shared with the other nodes that name
+    /// it. `None`: the embedded store in `data`.
+    pub store: Option<String>,
+    /// How long settled messages stay (their status readable) in a PostgreSQL store.
+    pub retention: Duration,
     /// How long past its `nextUpdate` the CRL is still trusted.
     pub crl_grace: Duration,
 }
@@ -69,6 +78,8 @@ impl Default for ServeOptions {
             handshake_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             store_busy_timeout: Duration::from_secs(2),
+            store: None,
+            retention: PgOptions::new("").retention,
             crl_grace: Duration::ZERO,
         }
     }
@@ -104,12 +115,12 @@ pub fn ensure_dev_pki(certs: &Path, registry: &Registry) -> Result<(), PkiError>
 /// Everything the server needs, built and validated; nothing is listening yet.
 struct Prepared {
     pub state: Arc<AppState>,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     pub tls: ServerTls,
     pub settings: TlsSettings,
 }
 
-fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
+async fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
     let registry = Arc::new(Registry::load(&opts.registry)?);
     ensure_dev_pki(&opts.certs, &registry)?;
     let trust = &registry.trust;
@@ -142,15 +153,33 @@ fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
         &settings,
         Arc::new(move |m: &MemberId| known.member(m).is_some()),
     )?;
-    let mut store_opts = StoreOptions::new(opts.data.join("simpul.db"));
-    store_opts.busy_timeout = opts.store_busy_timeout;
-    let store = Arc::new(SqliteStore::open(store_opts)?);
+    let store = open_store(opts).await?;
     let state = AppState::new(registry, store.clone(), opts.api.clone());
     Ok(Prepared {
         state,
         store,
         tls,
         settings,
+    })
+}
+
+/// The embedded store, or the PostgreSQL that `--store` names.
+async fn open_store(opts: &ServeOptions) -> Result<Arc<dyn Store>, ServeError> {
+    Ok(match &opts.store {
+        None => {
+            let mut store_opts = StoreOptions::new(opts.data.join("simpul.db"));
+            store_opts.busy_timeout = opts.store_busy_timeout;
+            Arc::new(SqliteStore::open(store_opts)?)
+        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let mut pg = PgOptions::new(url.clone());
+            pg.retention = opts.retention;
+            tracing::info!(store = %crate::store::redact(url), "using PostgreSQL");
+            Arc::new(PgStore::connect(pg).await?)
+        }
+        Some(other) => {
+            return Err(ServeError::StoreUrl(crate::store::redact(other)));
+        }
     })
 }
 
@@ -189,7 +218,7 @@ impl RunningServer {
 
 /// Validates everything, binds the listener and serves in a background task.
 pub async fn spawn(opts: ServeOptions) -> Result<RunningServer, ServeError> {
-    let p = prepare(&opts)?;
+    let p = prepare(&opts).await?;
     let listener = TlsListener::bind(opts.listen, p.tls.config.clone(), &p.settings)
         .await
         .map_err(|source| ServeError::Listen {

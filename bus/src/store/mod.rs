@@ -1,11 +1,14 @@
 //! Durable state behind a trait, so the HTTP handlers never know which store they run on.
 //!
-//! The embedded store (SQLite in WAL mode with group commit) is the default; the scale-out
-//! issue adds PostgreSQL and RabbitMQ behind the same trait.
+//! The embedded store (SQLite in WAL mode with group commit) is the default and serves one
+//! node. PostgreSQL ([`PgStore`]) is shared by several nodes, which signal each other through
+//! it. Both pass the same conformance suite (`bus/tests/store_conformance.rs`).
 
+mod postgres;
 mod sqlite;
 
-pub use sqlite::{SchemaError, SqliteStore, StoreOptions};
+pub use postgres::{PgOptions, PgStore, redact};
+pub use sqlite::{SqliteStore, StoreOptions};
 
 use std::time::{Duration, SystemTime};
 
@@ -14,6 +17,20 @@ use uuid::Uuid;
 
 use crate::identity::MemberId;
 use crate::registry::Kind;
+
+/// A store whose layout this binary cannot use as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error(
+        "the store was written by a newer simpul (schema version {found}; this binary knows up \
+         to {known}): run that newer binary, or restore a backup made for this one"
+    )]
+    Newer { found: i64, known: i64 },
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("migrating the PostgreSQL schema: {0}")]
+    Postgres(String),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -162,7 +179,7 @@ pub struct LeaseRequest {
 
 /// What one node tells every node: a wake-up, never data. A lost signal costs only latency,
 /// because every waiter also looks at the store again on a short period.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Signal {
     /// Something became ready in this member's inbox: a waiting long poll should look.
     Inbox(MemberId),

@@ -30,7 +30,6 @@ use rusqlite::{Connection, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
-pub use schema::SchemaError;
 use writer::{Answer, Checkpointer, Op, WAL_BOUND_PAGES, WRITER_CACHE_KIB, Writer};
 
 use super::{

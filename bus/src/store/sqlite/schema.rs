@@ -7,6 +7,7 @@
 use rusqlite::{Connection, params};
 
 use crate::envelope::{content_hash, parse_id};
+use crate::store::SchemaError;
 
 /// The schema this binary writes.
 pub const VERSION: i64 = 2;
@@ -50,22 +51,14 @@ CREATE TABLE feed(
 CREATE INDEX feed_by_type ON feed(type, seq);
 ";
 
-#[derive(Debug, thiserror::Error)]
-pub enum SchemaError {
-    #[error(
-        "the store was written by a newer simpul (schema version {found}; this binary knows up \
-         to {VERSION}): run that newer binary, or restore a backup made for this one"
-    )]
-    Newer { found: i64 },
-    #[error(transparent)]
-    Sqlite(#[from] rusqlite::Error),
-}
-
 /// Creates the tables in an empty store, or migrates an older one to [`VERSION`].
 pub fn prepare(c: &mut Connection) -> Result<(), SchemaError> {
     let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > VERSION {
-        return Err(SchemaError::Newer { found: version });
+        return Err(SchemaError::Newer {
+            found: version,
+            known: VERSION,
+        });
     }
     if version == VERSION {
         return Ok(());
