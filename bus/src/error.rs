@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::core::Refusal;
+use crate::core::node::Failure;
 use crate::core::query::NoQuery;
 use crate::problem::FieldError;
 use crate::store::StoreError;
@@ -188,6 +189,20 @@ impl From<Refusal> for ApiError {
             Refusal::UnknownType(t) => ApiError::UnknownType(t),
             Refusal::Forbidden(why) => ApiError::Forbidden(why),
             Refusal::Schema { errors } => ApiError::Schema { errors },
+        }
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Store(e) => e.into(),
+            Failure::Conflict(why) => ApiError::Conflict(why),
+            Failure::NoQuery(e) => e.into(),
+            Failure::Reply { errors } => ApiError::Schema { errors },
+            Failure::ProviderRefused(why) => ApiError::ProviderRefused(why),
+            Failure::ProviderUnavailable(why) => ApiError::ProviderUnavailable(why),
+            Failure::QueryTimeout(d) => ApiError::QueryTimeout(d),
         }
     }
 }

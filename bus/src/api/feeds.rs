@@ -39,6 +39,7 @@ pub async fn read(
 ) -> Result<Json<FeedPage>, ApiError> {
     let Query(p) = params.map_err(malformed)?;
     let def = st
+        .node
         .registry
         .type_def(&type_)
         .ok_or_else(|| ApiError::UnknownType(type_.clone()))?;
@@ -55,7 +56,11 @@ pub async fn read(
     }
     let after = in_range("after", p.after, 0..=i64::MAX, 0)?;
     let limit = in_range("limit", p.limit, 1..=1000, 100)?;
-    let events = st.store.feed(&peer.member, &type_, after, limit).await?;
+    let events = st
+        .node
+        .store
+        .feed(&peer.member, &type_, after, limit)
+        .await?;
     let next = events.last().map_or(after, |e| e.cursor);
     let events = events
         .into_iter()

@@ -13,11 +13,10 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{SharedState, in_range, malformed, parse_id, unreadable_json};
-use crate::core::query;
 use crate::error::ApiError;
 use crate::identity::Peer;
 use crate::problem::FieldError;
-use crate::store::{LeaseRequest, Leased, Leases, Settled};
+use crate::store::{LeaseRequest, Leased, Settled};
 
 /// How often a waiting poll looks again for leases that ran out (arrivals wake it at once).
 const RECHECK: Duration = Duration::from_millis(250);
@@ -81,7 +80,7 @@ pub async fn pull(
         false => Some(st.limits.poll(&peer.member)?),
     };
     let deadline = Instant::now() + wait;
-    let signal = st.wakeups.inbox(&peer.member);
+    let signal = st.node.wakeups.inbox(&peer.member);
     let mut closing = st.closing.subscribe();
     let mut parked = false;
     // Woken for a new message: lease at once. Otherwise look with a read first, so an empty
@@ -91,14 +90,8 @@ pub async fn pull(
         let notified = signal.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let messages = if arrived || st.store.has_ready(&peer.member).await? {
-            let Leases { leased, expired } = st.store.lease(&peer.member, req).await?;
-            // A waiting requester of a query that ran out of leases hears it now.
-            for (sender, id) in expired {
-                st.wakeups
-                    .settled(&sender, id, query::unavailable(&peer.member));
-            }
-            leased
+        let messages = if arrived || st.node.store.has_ready(&peer.member).await? {
+            st.node.lease(&peer.member, req).await?
         } else {
             Vec::new()
         };
@@ -125,7 +118,7 @@ pub async fn ack(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
-    let outcome = st.store.ack(&peer.member, vec![id]).await?;
+    let outcome = st.node.store.ack(&peer.member, vec![id]).await?;
     settled(outcome[0], id, &peer, "acked")
 }
 
@@ -148,7 +141,7 @@ pub async fn ack_many(
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body.map_err(unreadable_json(&st))?;
     let ids = parse_ids(&body.ids)?;
-    let outcomes = st.store.ack(&peer.member, ids.clone()).await?;
+    let outcomes = st.node.store.ack(&peer.member, ids.clone()).await?;
     let results: Vec<Value> = ids
         .into_iter()
         .zip(outcomes)
@@ -209,14 +202,7 @@ pub async fn nack(
             errors: vec![FieldError::new("/reason", "must be 1 to 2000 bytes")],
         });
     }
-    // The reason is shown to the sender and may be logged: mask personal identifiers in it.
-    let reason = crate::formats::mask_digit_runs(reason);
-    let (outcome, senders) = st.store.nack(&peer.member, id, &reason).await?;
-    // A nacked query's requester (only queries have one waiting) hears why at once.
-    for sender in senders {
-        st.wakeups
-            .settled(&sender, id, query::refused(&peer.member, &reason));
-    }
+    let outcome = st.node.nack(&peer.member, id, reason).await?;
     settled(outcome, id, &peer, "dead_lettered")
 }
 

@@ -96,7 +96,7 @@ pub async fn admission(
     req: Request,
     next: Next,
 ) -> Response {
-    let limit = st.registry.member(&peer.member).and_then(|m| m.rate);
+    let limit = st.node.registry.member(&peer.member).and_then(|m| m.rate);
     let allowance = match limit.map(|l| (l, st.limits.rate.take(&peer.member, l))) {
         None => None,
         Some((l, Ok(a))) => Some((l, a.remaining, a.reset)),

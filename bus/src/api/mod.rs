@@ -3,6 +3,7 @@
 //! Handlers read the caller from [`Peer`], which the TLS listener sets once per connection
 //! from the verified certificate; nothing in a header or body can change who the caller is.
 
+mod body;
 mod feeds;
 mod inbox;
 mod limits;
@@ -23,7 +24,7 @@ use axum::{Router, middleware};
 use tokio::sync::{Semaphore, watch};
 
 use crate::core::limits::{RateLimiter, Slot, Slots};
-use crate::core::wakeups::Wakeups;
+use crate::core::node::Node;
 use crate::error::ApiError;
 use crate::identity::{MemberId, Peer};
 use crate::problem::FieldError;
@@ -101,11 +102,9 @@ impl MemberLimits {
 pub type ReadyCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 pub struct AppState {
-    pub registry: Arc<Registry>,
-    pub store: Arc<dyn Store>,
+    /// The registry, the store and this node's waiters, with the operations on them.
+    pub node: Node,
     pub config: ApiConfig,
-    /// Long polls and requesters waiting on this node, and the signals between nodes.
-    pub wakeups: Arc<Wakeups>,
     pub inflight: Semaphore,
     /// Bytes of request bodies that may be buffered at once (`--max-buffered`).
     pub buffered: Semaphore,
@@ -127,11 +126,9 @@ impl AppState {
                 queries: Slots::new(config.max_queries),
             },
             readiness: Mutex::default(),
-            registry,
+            node: Node::new(registry, store, config.query_timeout),
             config,
-            wakeups: Wakeups::start(store.clone()),
             closing: watch::Sender::new(false),
-            store,
         })
     }
 }
@@ -147,7 +144,7 @@ impl AppState {
 
     /// `Ok` when every readiness condition holds; otherwise every reason.
     pub async fn ready(&self) -> Result<(), String> {
-        let mut why: Vec<String> = self.store.health().await.err().into_iter().collect();
+        let mut why: Vec<String> = self.node.store.health().await.err().into_iter().collect();
         let checks = self
             .readiness
             .lock()

@@ -12,11 +12,13 @@ use crate::identity::Peer;
 
 pub async fn list(State(st): State<SharedState>, _peer: Peer) -> Json<Value> {
     let mut items: Vec<Value> = st
+        .node
         .registry
         .schemas
         .iter()
         .map(|s| {
             let types: Vec<&str> = st
+                .node
                 .registry
                 .types()
                 .filter(|t| {
@@ -37,6 +39,7 @@ pub async fn one(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let schema = st
+        .node
         .registry
         .schemas
         .get(&id)

@@ -4,6 +4,7 @@
 pub mod delivery;
 pub mod ingest;
 pub mod limits;
+pub mod node;
 pub mod query;
 pub mod wakeups;
 

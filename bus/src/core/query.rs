@@ -9,13 +9,19 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use serde_json::Value;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::delivery;
+use super::ingest::Prepared;
+use super::node::{Failure, Node};
 use crate::identity::MemberId;
 use crate::registry::{Kind, TypeDef};
-use crate::store::{DeadLetter, MessageRecord};
+use crate::store::{Appended, DeadLetter, MessageRecord, ReplyOutcome, StoreError};
 
 /// How a query ended without a reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,5 +160,170 @@ pub fn whose(
         }),
         1 => Ok(candidates.remove(0)),
         _ => Err(NoQuery::Ambiguous(id)),
+    }
+}
+
+/// How often a waiting requester reads the store for its answer besides being woken: a
+/// signal from another node can be lost, the answer in the store cannot.
+const RECHECK: Duration = Duration::from_secs(1);
+
+impl Node {
+    /// Sends `requester`'s query to its provider and waits for the reply; answers with the
+    /// reply cut to the requester's grant. `stored` runs once the query is durable (the
+    /// caller gives back what it held only for writing).
+    ///
+    /// A retry of a query that already ended gets the same ending; a retry of one withdrawn
+    /// after a timeout asks again.
+    pub async fn ask(
+        &self,
+        requester: &MemberId,
+        p: Prepared,
+        stored: impl FnOnce(),
+    ) -> Result<Value, Failure> {
+        let (id, def) = (p.msg.id, p.def.clone());
+        let key = (requester.clone(), id);
+        let queries = &self.wakeups.queries;
+        // Wait before storing, so a fast provider cannot reply before anyone listens.
+        let mut rx = queries.wait(key.clone(), &def);
+        let appended = self
+            .append(vec![p])
+            .await
+            .inspect_err(|_| queries.forget(&key))?;
+        stored();
+        let mut outcome = None;
+        if let Appended::Duplicate { .. } = appended[0] {
+            outcome = self.wakeups.look(requester, id).await;
+            // Withdrawn after an earlier timeout: put it back before the provider.
+            if outcome.is_none()
+                && self.store.reopen(requester, id).await?
+                && let Some(provider) = &def.provider
+            {
+                self.wakeups.wake(provider);
+            }
+        }
+        let outcome = match outcome {
+            Some(o) => o,
+            None => match self.wait(&key, &mut rx).await {
+                Some(o) => o,
+                None => {
+                    drop(rx);
+                    queries.forget(&key);
+                    self.give_up(requester, id).await?
+                }
+            },
+        };
+        let reply = outcome.map_err(|u| match u {
+            Unanswered::Refused(why) => Failure::ProviderRefused(why),
+            Unanswered::Unavailable(why) => Failure::ProviderUnavailable(why),
+        })?;
+        let data: Value = serde_json::from_str(&reply)
+            .map_err(|e| StoreError::Corrupt(format!("stored reply to {id}: {e}")))?;
+        Ok(delivery::granted(&def, requester, data))
+    }
+
+    /// Waits up to the query timeout for the outcome: woken on this node, by a signal from
+    /// another node, or found in the store on a periodic look.
+    async fn wait(&self, key: &QueryKey, rx: &mut oneshot::Receiver<Outcome>) -> Option<Outcome> {
+        let deadline = Instant::now() + self.query_timeout;
+        loop {
+            let tick = tokio::time::sleep_until(deadline.min(Instant::now() + RECHECK));
+            tokio::select! {
+                o = &mut *rx => return o.ok(),
+                _ = tick => {}
+            }
+            if let Some(o) = self.wakeups.look(&key.0, key.1).await {
+                return Some(o);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
+    /// The requester stops waiting: its query is taken back from the provider's inbox, unless
+    /// it was answered in the last instant, in which case the answer stands.
+    async fn give_up(&self, requester: &MemberId, id: Uuid) -> Result<Outcome, Failure> {
+        let why = format!(
+            "the requester stopped waiting after {:?} (query timeout)",
+            self.query_timeout
+        );
+        if !self.store.withdraw(requester, id, &why).await?
+            && let Some(o) = self.wakeups.look(requester, id).await
+        {
+            return Ok(o);
+        }
+        Err(Failure::QueryTimeout(self.query_timeout))
+    }
+
+    /// Whose query `id` is, for its provider's reply (`source` names the requester when two
+    /// used the id): asked before a restart or on another node, the store knows.
+    pub async fn whose_query(
+        &self,
+        provider: &MemberId,
+        id: Uuid,
+        source: Option<&MemberId>,
+    ) -> Result<(MemberId, Arc<TypeDef>), Failure> {
+        let mut candidates = self.wakeups.queries.waiting_for(id);
+        if candidates.is_empty() {
+            candidates = self
+                .store
+                .addressed(provider, id)
+                .await?
+                .into_iter()
+                .filter_map(|(m, t)| Some((m, self.registry.type_def(&t)?.clone())))
+                .collect();
+        }
+        Ok(whose(candidates, provider, id, source)?)
+    }
+
+    /// A provider's reply to `requester`'s query `id` of type `def`: checked against the
+    /// type's response schema, stored (the first reply wins), and handed to its requester on
+    /// whichever node it waits.
+    pub async fn answer(
+        &self,
+        provider: &MemberId,
+        id: Uuid,
+        (requester, def): (MemberId, Arc<TypeDef>),
+        data: Value,
+    ) -> Result<(), Failure> {
+        if let Some(schema) = &def.response_schema {
+            let verdict = schema.validate(&data);
+            if !verdict.errors.is_empty() {
+                return Err(Failure::Reply {
+                    errors: verdict.errors,
+                });
+            }
+        }
+        let text = data.to_string();
+        let outcome = self
+            .store
+            .reply(provider, id, Some(requester), text.clone())
+            .await?;
+        match outcome {
+            ReplyOutcome::Stored { requester } => {
+                self.wakeups.settled(&requester, id, Ok(text));
+                Ok(())
+            }
+            ReplyOutcome::Existing(old) if old == text => Ok(()),
+            ReplyOutcome::Existing(_) => Err(Failure::Conflict(format!(
+                "query {id} was already answered differently"
+            ))),
+            ReplyOutcome::Closed(why) => {
+                let why = match why {
+                    DeadLetter::Nacked => "you nacked it",
+                    DeadLetter::OutOfAttempts => "its leases ran out",
+                    DeadLetter::Withdrawn => "its requester stopped waiting",
+                };
+                Err(Failure::Conflict(format!(
+                    "query {id} takes no reply: {why}"
+                )))
+            }
+            ReplyOutcome::Ambiguous => Err(NoQuery::Ambiguous(id).into()),
+            ReplyOutcome::NotFound => Err(NoQuery::NotYours {
+                id,
+                provider: provider.clone(),
+            }
+            .into()),
+        }
     }
 }

@@ -226,7 +226,7 @@ pub async fn spawn(opts: ServeOptions) -> Result<RunningServer, ServeError> {
             source,
         })?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, instance = %p.state.registry.instance, "serving");
+    tracing::info!(%addr, instance = %p.state.node.registry.instance, "serving");
     let closing = p.state.closing.clone();
     let task = tokio::spawn(run(p, listener, opts.conn));
     Ok(RunningServer {
