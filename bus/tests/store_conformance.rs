@@ -303,6 +303,60 @@ pub async fn concurrent_leases_never_share_a_message(store: Arc<dyn Store>) {
     assert_eq!((total, all.len()), (200, 200), "a message was leased twice");
 }
 
+/// Appends running at once (sharing a group commit, where the store has one) are each all or
+/// nothing on their own: one that reuses an id with other content fails alone, and the same
+/// new message sent twice at once is stored once.
+pub async fn concurrent_appends_stand_or_fall_alone(store: Arc<dyn Store>) {
+    let (a, b) = (member("GOV/a"), member("GOV/b"));
+    let old = message(&a, &b, Kind::Message, "old");
+    store.append(vec![old.clone()]).await.unwrap();
+    let twice = message(&a, &b, Kind::Message, "twice");
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let batch = match i % 3 {
+            // A fresh message, then one that reuses `old`'s id with other content.
+            0 => {
+                let mut clash = old.clone();
+                clash.hash = hash_of(&format!("other {i}"));
+                vec![message(&a, &b, Kind::Message, &format!("f{i}")), clash]
+            }
+            1 => vec![message(&a, &b, Kind::Event, &format!("e{i}"))],
+            _ => vec![twice.clone()],
+        };
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            (i, store.append(batch).await.unwrap())
+        }));
+    }
+    let mut accepted_twice = 0;
+    for t in tasks {
+        let (i, out) = t.await.unwrap();
+        match (i % 3, out) {
+            (0, AppendOutcome::Conflict(1)) => {}
+            (1, AppendOutcome::Stored(r)) => assert_eq!(r, [Appended::Accepted]),
+            (2, AppendOutcome::Stored(r)) => {
+                accepted_twice += usize::from(r == [Appended::Accepted]);
+            }
+            (_, other) => panic!("append {i}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        accepted_twice, 1,
+        "the same message was stored more than once"
+    );
+    // Only what was accepted is in the inbox: old, 20 events, and `twice` once.
+    let mut got = Vec::new();
+    loop {
+        let page = leased_ids(store.as_ref(), &b, lease(100, 60, 5)).await;
+        if page.is_empty() {
+            break;
+        }
+        got.extend(page);
+    }
+    assert_eq!(got.len(), 22, "the inbox holds what was refused");
+    assert!(got.contains(&old.id) && got.contains(&twice.id));
+}
+
 pub async fn status_follows_the_deliveries(store: &dyn Store) {
     let (a, b) = (member("GOV/a"), member("GOV/b"));
     let m = message(&a, &b, Kind::Message, "s");
@@ -379,6 +433,7 @@ macro_rules! conformance {
             case!(a_nacked_query_takes_no_reply, s => super::a_nacked_query_takes_no_reply(s.as_ref()));
             case!(feed_cursors_never_skip_or_repeat, s => super::feed_cursors_never_skip_or_repeat(s));
             case!(concurrent_leases_never_share_a_message, s => super::concurrent_leases_never_share_a_message(s));
+            case!(concurrent_appends_stand_or_fall_alone, s => super::concurrent_appends_stand_or_fall_alone(s));
             case!(status_follows_the_deliveries, s => super::status_follows_the_deliveries(s.as_ref()));
         }
     };
@@ -400,3 +455,32 @@ async fn postgres() -> ((), Arc<dyn Store>) {
 }
 
 conformance!(postgres_store, postgres().await);
+
+/// PostgreSQL only (the embedded store keeps everything): settled messages go once past
+/// `--retention`, open ones stay whatever their age.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_purges_settled_messages_past_retention() {
+    let mut opts = PgOptions::new(pg::fresh_url("retention"));
+    opts.retention = Duration::ZERO;
+    opts.purge_every = Duration::from_millis(50);
+    let store: Arc<dyn Store> = Arc::new(PgStore::connect(opts).await.unwrap());
+    let (a, b) = (member("GOV/a"), member("GOV/b"));
+    let (done, open) = (
+        message(&a, &b, Kind::Event, "done"),
+        message(&a, &b, Kind::Message, "open"),
+    );
+    store.append(vec![done.clone()]).await.unwrap();
+    assert_eq!(
+        leased_ids(store.as_ref(), &b, lease(1, 30, 5)).await,
+        [done.id]
+    );
+    store.ack(&b, vec![done.id]).await.unwrap();
+    store.append(vec![open.clone()]).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.message(&a, done.id).await.unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "never purged");
+        tokio::task::yield_now().await;
+    }
+    assert!(store.message(&a, open.id).await.unwrap().is_some());
+    assert!(store.feed(&b, "t.test", 0, 10).await.unwrap().is_empty());
+}

@@ -40,6 +40,8 @@ pub struct PgOptions {
     pub timeout: Duration,
     /// Settled messages are purged this long after they were accepted.
     pub retention: Duration,
+    /// How often this node looks for messages past retention.
+    pub purge_every: Duration,
 }
 
 impl PgOptions {
@@ -49,6 +51,7 @@ impl PgOptions {
             pool: 16,
             timeout: Duration::from_secs(2),
             retention: Duration::from_secs(30 * 24 * 3600),
+            purge_every: Duration::from_secs(60),
         }
     }
 }
@@ -120,7 +123,7 @@ impl PgStore {
             .build()
             .map_err(unavailable)?;
         let (outgoing, incoming) = notify::start(config, pool.clone(), channel);
-        tokio::spawn(ops::purge(pool.clone(), opts.retention));
+        tokio::spawn(ops::purge(pool.clone(), opts.retention, opts.purge_every));
         Ok(PgStore {
             pool,
             timeout: opts.timeout,

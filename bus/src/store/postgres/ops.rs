@@ -518,13 +518,13 @@ impl PgStore {
     }
 }
 
-/// Deletes what is settled and older than `retention`, in small steps, every minute: status
+/// Deletes what is settled and older than `retention`, in small steps, every `every`: status
 /// stays readable for the retention period, and settled rows do not pile up as dead tuples
 /// under the queue. Open deliveries are never purged. Every node runs it; `SKIP LOCKED`
 /// keeps them out of each other's way.
-pub(super) async fn purge(pool: Pool, retention: Duration) {
+pub(super) async fn purge(pool: Pool, retention: Duration, every: Duration) {
     let secs = retention.as_secs_f64();
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         if pool.is_closed() {

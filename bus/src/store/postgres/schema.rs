@@ -37,12 +37,12 @@ CREATE TABLE deliveries(
     dead text CHECK (dead IN ('nacked', 'out_of_attempts', 'withdrawn')),
     -- The recipient's place in the message's recipient list: status lists them in order.
     ord integer NOT NULL,
-    PRIMARY KEY(recipient, msg_seq)
+    -- Status reads a message's deliveries by msg_seq; leases go through inbox_open.
+    PRIMARY KEY(msg_seq, recipient)
 );
 -- Only open deliveries are indexed for leasing: settled rows cost a lease nothing.
 CREATE INDEX inbox_open ON deliveries(recipient, msg_seq) WHERE state IN ('pending', 'leased');
 CREATE INDEX deliveries_by_id ON deliveries(recipient, msg_id);
-CREATE INDEX deliveries_by_message ON deliveries(msg_seq);
 CREATE TABLE feed(
     seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     type text NOT NULL,
