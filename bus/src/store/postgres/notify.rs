@@ -1,7 +1,8 @@
 //! Signals between nodes over `LISTEN/NOTIFY`.
 //!
-//! A publisher task gathers this node's signals and sends each gathered set with one
-//! `pg_notify` statement (a burst of accepts for one member is one notification). A listener
+//! A publisher task gathers this node's signals for a few milliseconds and sends each gathered
+//! set with one `pg_notify` statement (a burst of accepts for one member is one notification):
+//! sent one by one they cost PostgreSQL a statement per accepted message. A listener
 //! task holds its own connection with `LISTEN`, and reconnects with backoff when it drops:
 //! what was sent meanwhile is lost, which waiters survive by looking at the store on a short
 //! period. Each node tags its notifications, so it skips its own (it woke its waiters itself).
@@ -20,6 +21,9 @@ use crate::store::Signal;
 
 /// Signals gathered into one notification round at most.
 const ROUND: usize = 512;
+/// Time between rounds, so that a stream of accepts costs a few notifications a second
+/// rather than one statement per accept; it delays a cross-node wake-up by as much.
+const COALESCE: Duration = Duration::from_millis(5);
 
 /// Starts the publisher and the listener; returns where to publish and what others sent.
 pub(super) fn start(
@@ -82,6 +86,7 @@ async fn publish(pool: Pool, channel: String, node: String, mut rx: mpsc::Receiv
         if let Err(why) = sent.await {
             tracing::debug!(%why, count = payloads.len(), "signals to other nodes dropped");
         }
+        tokio::time::sleep(COALESCE).await;
     }
 }
 
