@@ -30,20 +30,9 @@ async fn every_accepted_message_survives_kill_9() {
     bus.kill9();
     bus.restart();
 
-    let dpmptsp = bus.client(DPMPTSP);
     let mut seen = HashSet::new();
-    loop {
-        let got = dpmptsp
-            .pull(100, Duration::ZERO, Duration::from_secs(60))
-            .await
-            .unwrap();
-        let ids = leased_ids(&got);
-        if ids.is_empty() {
-            break;
-        }
-        for id in ids {
-            assert!(seen.insert(id), "{id} delivered twice");
-        }
+    for id in pull_all(&bus.client(DPMPTSP)).await {
+        assert!(seen.insert(id), "{id} delivered twice");
     }
     let sent: HashSet<_> = events.iter().map(id_of).collect();
     assert_eq!(seen, sent);

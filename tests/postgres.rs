@@ -9,26 +9,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use bus::client::{Answer, Client};
 use common::*;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
-
-fn verify_request() -> Value {
-    event(
-        "siak.penduduk.verify",
-        json!({ "nik": NIK2, "nama": "BUDI SANTOSO", "tanggal_lahir": "1985-08-22" }),
-    )
-}
-
-fn verify_response() -> Value {
-    json!({
-        "status": "aktif",
-        "hasil": { "nama": { "hasil": "sesuai", "skor": 0.97, "ambang": 0.85 } },
-        "diperiksa_pada": "2026-11-23T10:00:00Z"
-    })
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_accepted_on_one_node_is_pulled_and_acked_through_another() {
@@ -71,17 +55,6 @@ async fn a_long_poll_on_one_node_is_woken_by_an_accept_on_another() {
     assert_eq!(leased_ids(&got), [id_of(&ev)]);
     // Woken by A's signal through PostgreSQL, not by its own periodic look.
     assert!(b.wait_for_log("inbox signal from another node").await);
-}
-
-/// Plays the provider on one node: takes one query and replies.
-async fn provide_once(provider: Client, reply: Value) -> Answer {
-    let got = provider
-        .pull(1, Duration::from_secs(20), Duration::from_secs(30))
-        .await
-        .unwrap();
-    let ids = leased_ids(&got);
-    assert_eq!(ids.len(), 1, "provider got no query: {:#}", got.body);
-    provider.reply(ids[0], &reply).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -244,19 +217,7 @@ async fn a_postgres_crash_mid_stream_loses_no_202_and_the_bus_recovers_by_itself
     let ready = c.request(Method::GET, "/readyz", None, None).await.unwrap();
     assert_status(&ready, 200);
     // Every 202, before the crash and after it, is delivered.
-    let hr = bus.client(HR);
-    let mut seen = HashSet::new();
-    loop {
-        let got = hr
-            .pull(100, Duration::ZERO, Duration::from_secs(60))
-            .await
-            .unwrap();
-        let ids = leased_ids(&got);
-        if ids.is_empty() {
-            break;
-        }
-        seen.extend(ids);
-    }
+    let seen: HashSet<Uuid> = pull_all(&bus.client(HR)).await.into_iter().collect();
     let lost: Vec<_> = t.accepted.difference(&seen).collect();
     assert!(lost.is_empty(), "{} accepted messages lost", lost.len());
 }

@@ -4,38 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use bus::client::{Answer, Client};
 use common::*;
-use serde_json::{Value, json};
-
-fn verify_request() -> Value {
-    event(
-        "siak.penduduk.verify",
-        json!({ "nik": NIK2, "nama": "BUDI SANTOSO", "tanggal_lahir": "1985-08-22" }),
-    )
-}
-
-fn verify_response() -> Value {
-    json!({
-        "status": "aktif",
-        "hasil": {
-            "nama": { "hasil": "sesuai", "skor": 0.97, "ambang": 0.85 },
-            "tanggal_lahir": { "hasil": "sesuai" }
-        },
-        "diperiksa_pada": "2026-11-23T10:00:00Z"
-    })
-}
-
-/// Plays the provider: takes one query from its inbox and replies with `reply`.
-async fn provide_once(dukcapil: Client, reply: Value) -> Answer {
-    let got = dukcapil
-        .pull(1, Duration::from_secs(20), Duration::from_secs(30))
-        .await
-        .unwrap();
-    let ids = leased_ids(&got);
-    assert_eq!(ids.len(), 1, "provider got no query: {:#}", got.body);
-    dukcapil.reply(ids[0], &reply).await.unwrap()
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_requester_sees_only_its_granted_fields() {

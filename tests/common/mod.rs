@@ -369,3 +369,49 @@ pub async fn pull_now(c: &Client) -> Answer {
         .await
         .unwrap()
 }
+
+/// A `siak.penduduk.verify` query, to Dukcapil.
+pub fn verify_request() -> Value {
+    event(
+        "siak.penduduk.verify",
+        json!({ "nik": NIK2, "nama": "BUDI SANTOSO", "tanggal_lahir": "1985-08-22" }),
+    )
+}
+
+pub fn verify_response() -> Value {
+    json!({
+        "status": "aktif",
+        "hasil": {
+            "nama": { "hasil": "sesuai", "skor": 0.97, "ambang": 0.85 },
+            "tanggal_lahir": { "hasil": "sesuai" }
+        },
+        "diperiksa_pada": "2026-11-23T10:00:00Z"
+    })
+}
+
+/// Plays the provider: takes one query from its inbox and replies with `reply`.
+pub async fn provide_once(dukcapil: Client, reply: Value) -> Answer {
+    let got = dukcapil
+        .pull(1, Duration::from_secs(20), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let ids = leased_ids(&got);
+    assert_eq!(ids.len(), 1, "provider got no query: {:#}", got.body);
+    dukcapil.reply(ids[0], &reply).await.unwrap()
+}
+
+/// Leases everything in `c`'s inbox until it is empty: every id, in the order leased.
+pub async fn pull_all(c: &Client) -> Vec<Uuid> {
+    let mut all = Vec::new();
+    loop {
+        let got = c
+            .pull(100, Duration::ZERO, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let ids = leased_ids(&got);
+        if ids.is_empty() {
+            return all;
+        }
+        all.extend(ids);
+    }
+}

@@ -111,6 +111,23 @@ pub enum Settled {
     Conflict,
 }
 
+impl Settled {
+    /// The answer for one id, from what settling found among its deliveries in the member's
+    /// inbox: some leased and now settled, some already settled this way, some settled the
+    /// other way. Pending ones (never leased) count as not found.
+    pub fn of(changed: bool, already: bool, conflict: bool) -> Settled {
+        if changed {
+            Settled::Done
+        } else if already {
+            Settled::AlreadyDone
+        } else if conflict {
+            Settled::Conflict
+        } else {
+            Settled::NotFound
+        }
+    }
+}
+
 /// Why a delivery went to the dead letters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeadLetter {

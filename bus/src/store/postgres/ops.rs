@@ -491,15 +491,7 @@ impl PgStore {
                     _ => conflict = true,
                 }
             }
-            let outcome = if !changed.is_empty() {
-                Settled::Done
-            } else if already {
-                Settled::AlreadyDone
-            } else if conflict {
-                Settled::Conflict
-            } else {
-                Settled::NotFound
-            };
+            let outcome = Settled::of(!changed.is_empty(), already, conflict);
             answers.push((outcome, changed));
         }
         change.sort_unstable();

@@ -194,15 +194,7 @@ pub(super) fn settle(
             _ => conflict = true,
         }
     }
-    let outcome = if !changed.is_empty() {
-        Settled::Done
-    } else if already {
-        Settled::AlreadyDone
-    } else if conflict {
-        Settled::Conflict
-    } else {
-        Settled::NotFound
-    };
+    let outcome = Settled::of(!changed.is_empty(), already, conflict);
     Ok((outcome, changed))
 }
 
