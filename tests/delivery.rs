@@ -304,3 +304,74 @@ async fn feed_only_events_leave_no_inbox_copies() {
     let feed = hr.feed("eabsen.kehadiran.tercatat", 0, 10).await.unwrap();
     assert_eq!(feed.body["events"][0]["event"]["id"], ev["id"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ack_naming_a_lease_that_ran_out_is_refused_once_the_message_is_leased_again() {
+    let bus = Bus::start(&[]);
+    let ev = death(NIK);
+    assert_status(&bus.client(DUKCAPIL).send(&ev).await.unwrap(), 202);
+    let hr = bus.client(HR);
+    let first = hr
+        .pull(1, Duration::ZERO, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let stale = first.body["messages"][0]["lease"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A long poll takes it again once the 1 s lease has run out.
+    let again = hr
+        .pull(1, Duration::from_secs(20), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(again.body["messages"][0]["attempt"], 2, "{:#}", again.body);
+    let current = again.body["messages"][0]["lease"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(stale, current);
+    let id = id_of(&ev);
+    let post = |path: String, body: Option<serde_json::Value>| {
+        let hr = hr.clone();
+        async move {
+            let ct = body.as_ref().map(|_| "application/json");
+            let bytes = body.map(|b| serde_json::to_vec(&b).unwrap());
+            hr.request(reqwest::Method::POST, &path, ct, bytes)
+                .await
+                .unwrap()
+        }
+    };
+    let a = post(format!("/v1/inbox/{id}/ack?lease={stale}"), None).await;
+    assert_status(&a, 409);
+    assert!(a.body["detail"].as_str().unwrap().contains("leased again"));
+    let nack = json!({ "reason": "late" });
+    let a = post(format!("/v1/inbox/{id}/nack?lease={stale}"), Some(nack)).await;
+    assert_status(&a, 409);
+    let a = post(format!("/v1/inbox/{id}/ack?lease=nonsense"), None).await;
+    assert_status(&a, 400);
+    assert_eq!(a.pointers(), ["/query/lease"]);
+    // The batch ack takes leases too: the stale one is refused, the current one settles.
+    let body = json!({ "ids": [
+        { "id": id, "lease": stale },
+        { "id": id, "lease": current },
+        { "id": id, "lease": 7 }
+    ] });
+    let a = post("/v1/inbox/ack".into(), Some(body)).await;
+    assert_status(&a, 400);
+    assert_eq!(a.pointers(), ["/ids/2"]);
+    let body = json!({ "ids": [{ "id": id, "lease": stale }, { "id": id, "lease": current }] });
+    let a = post("/v1/inbox/ack".into(), Some(body)).await;
+    assert_status(&a, 200);
+    assert_eq!(
+        a.body["results"][0]["problem"]["status"], 409,
+        "{:#}",
+        a.body
+    );
+    assert_eq!(a.body["results"][1]["state"], "acked", "{:#}", a.body);
+    let status = bus.client(DUKCAPIL).status(id).await.unwrap();
+    assert_eq!(
+        status.body["deliveries"][0]["state"], "acked",
+        "{:#}",
+        status.body
+    );
+}

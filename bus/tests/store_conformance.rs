@@ -9,7 +9,7 @@ use bus::identity::MemberId;
 use bus::registry::Kind;
 use bus::store::{
     AppendOutcome, Appended, DeadLetter, DeliveryState, LeaseRequest, NewMessage, PgOptions,
-    PgStore, ReplyOutcome, Settled, SqliteStore, Store, StoreOptions,
+    PgStore, ReplyOutcome, Settled, SqliteStore, Store, StoreOptions, Ticket,
 };
 use uuid::Uuid;
 
@@ -42,6 +42,11 @@ fn hash_of(body: &str) -> [u8; 32] {
         h[i % 32] ^= b.wrapping_add(i as u8);
     }
     h
+}
+
+/// Acks by id alone, naming no lease.
+fn tickets(ids: &[Uuid]) -> Vec<Ticket> {
+    ids.iter().map(|&id| id.into()).collect()
 }
 
 fn lease(max: usize, secs: u64, max_attempts: u32) -> LeaseRequest {
@@ -144,36 +149,87 @@ pub async fn acks_and_nacks_settle_once(store: &dyn Store) {
         .unwrap();
     // Not leased yet: nothing to settle.
     assert_eq!(
-        store.ack(&b, vec![m1.id]).await.unwrap(),
+        store.ack(&b, tickets(&[m1.id])).await.unwrap(),
         [Settled::NotFound]
     );
     assert_eq!(leased_ids(store, &b, lease(10, 30, 5)).await.len(), 3);
     // One batch ack, one answer per id.
     let unknown = Uuid::now_v7();
-    let out = store.ack(&b, vec![m1.id, m2.id, unknown]).await.unwrap();
+    let out = store
+        .ack(&b, tickets(&[m1.id, m2.id, unknown]))
+        .await
+        .unwrap();
     assert_eq!(out, [Settled::Done, Settled::Done, Settled::NotFound]);
     assert_eq!(
-        store.ack(&b, vec![m1.id]).await.unwrap(),
+        store.ack(&b, tickets(&[m1.id])).await.unwrap(),
         [Settled::AlreadyDone]
     );
-    let (nacked, senders) = store.nack(&b, m3.id, "no").await.unwrap();
+    let (nacked, senders) = store.nack(&b, m3.id.into(), "no").await.unwrap();
     assert_eq!((nacked, senders), (Settled::Done, vec![a.clone()]));
     assert_eq!(
-        store.ack(&b, vec![m3.id]).await.unwrap(),
+        store.ack(&b, tickets(&[m3.id])).await.unwrap(),
         [Settled::Conflict]
     );
     assert_eq!(
-        store.nack(&b, m1.id, "late").await.unwrap().0,
+        store.nack(&b, m1.id.into(), "late").await.unwrap().0,
         Settled::Conflict
     );
     // Another member cannot settle what is in b's inbox.
     assert_eq!(
-        store.ack(&a, vec![m2.id]).await.unwrap(),
+        store.ack(&a, tickets(&[m2.id])).await.unwrap(),
         [Settled::NotFound]
     );
     let rec = store.message(&a, m3.id).await.unwrap().unwrap();
     assert!(rec.deliveries[0].reason.as_deref().unwrap().contains("no"));
     assert_eq!(rec.deliveries[0].dead, Some(DeadLetter::Nacked));
+}
+
+/// An ack or nack naming a lease that ran out, after the message was leased again, is refused;
+/// the current lease settles it. Without a lease, the current lease is meant.
+pub async fn a_stale_lease_cannot_settle(store: &dyn Store) {
+    let (a, b) = (member("GOV/a"), member("GOV/b"));
+    let m = message(&a, &b, Kind::Message, "s");
+    store.append(vec![m.clone()]).await.unwrap();
+    let expiring = LeaseRequest {
+        max: 1,
+        lease: Duration::ZERO,
+        max_attempts: 5,
+    };
+    let first = store
+        .lease(&b, expiring)
+        .await
+        .unwrap()
+        .leased
+        .remove(0)
+        .token;
+    let second = store
+        .lease(&b, lease(1, 30, 5))
+        .await
+        .unwrap()
+        .leased
+        .remove(0)
+        .token;
+    assert_ne!(first, second, "every lease has its own token");
+    let stale = Ticket {
+        id: m.id,
+        lease: Some(first),
+    };
+    assert_eq!(store.ack(&b, vec![stale]).await.unwrap(), [Settled::Stale]);
+    assert_eq!(
+        store.nack(&b, stale, "late").await.unwrap().0,
+        Settled::Stale
+    );
+    let current = Ticket {
+        id: m.id,
+        lease: Some(second),
+    };
+    assert_eq!(store.ack(&b, vec![current]).await.unwrap(), [Settled::Done]);
+    assert_eq!(
+        store.ack(&b, vec![current]).await.unwrap(),
+        [Settled::AlreadyDone]
+    );
+    let rec = store.message(&a, m.id).await.unwrap().unwrap();
+    assert_eq!(rec.deliveries[0].state, DeliveryState::Acked);
 }
 
 pub async fn the_first_reply_wins(store: &dyn Store) {
@@ -367,7 +423,7 @@ pub async fn status_follows_the_deliveries(store: &dyn Store) {
     assert_eq!(state(store, &a, m.id).await, DeliveryState::Pending);
     leased_ids(store, &b, lease(1, 30, 5)).await;
     assert_eq!(state(store, &a, m.id).await, DeliveryState::Delivered);
-    store.ack(&b, vec![m.id]).await.unwrap();
+    store.ack(&b, tickets(&[m.id])).await.unwrap();
     assert_eq!(state(store, &a, m.id).await, DeliveryState::Acked);
     assert!(store.health().await.is_ok());
 }
@@ -398,7 +454,7 @@ pub async fn a_nacked_query_takes_no_reply(store: &dyn Store) {
     let q = message(&a, &p, Kind::Query, "q");
     store.append(vec![q.clone()]).await.unwrap();
     leased_ids(store, &p, lease(10, 30, 5)).await;
-    let (settled, senders) = store.nack(&p, q.id, "no such person").await.unwrap();
+    let (settled, senders) = store.nack(&p, q.id.into(), "no such person").await.unwrap();
     assert_eq!((settled, senders), (Settled::Done, vec![a.clone()]));
     let out = store.reply(&p, q.id, None, "{}".into()).await.unwrap();
     assert_eq!(out, ReplyOutcome::Closed(DeadLetter::Nacked));
@@ -428,6 +484,7 @@ macro_rules! conformance {
             case!(ids_belong_to_their_sender, s => super::ids_belong_to_their_sender(s.as_ref()));
             case!(an_expired_lease_is_delivered_again_then_dead_lettered, s => super::an_expired_lease_is_delivered_again_then_dead_lettered(s.as_ref()));
             case!(acks_and_nacks_settle_once, s => super::acks_and_nacks_settle_once(s.as_ref()));
+            case!(a_stale_lease_cannot_settle, s => super::a_stale_lease_cannot_settle(s.as_ref()));
             case!(the_first_reply_wins, s => super::the_first_reply_wins(s.as_ref()));
             case!(a_withdrawn_query_takes_no_reply_until_reopened, s => super::a_withdrawn_query_takes_no_reply_until_reopened(s.as_ref()));
             case!(a_nacked_query_takes_no_reply, s => super::a_nacked_query_takes_no_reply(s.as_ref()));
@@ -474,7 +531,7 @@ async fn postgres_purges_settled_messages_past_retention() {
         leased_ids(store.as_ref(), &b, lease(1, 30, 5)).await,
         [done.id]
     );
-    store.ack(&b, vec![done.id]).await.unwrap();
+    store.ack(&b, tickets(&[done.id])).await.unwrap();
     store.append(vec![open.clone()]).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while store.message(&a, done.id).await.unwrap().is_some() {

@@ -16,7 +16,7 @@ use super::{SharedState, in_range, malformed, parse_id, unreadable_json};
 use crate::error::ApiError;
 use crate::identity::Peer;
 use crate::problem::FieldError;
-use crate::store::{LeaseRequest, Leased, Settled};
+use crate::store::{LeaseRequest, Leased, Settled, Ticket};
 
 /// How often a waiting poll looks again for leases that ran out (arrivals wake it at once).
 const RECHECK: Duration = Duration::from_millis(250);
@@ -42,6 +42,9 @@ pub struct Pulled {
 #[derive(Debug, Serialize)]
 struct PulledMessage {
     attempt: u32,
+    /// Names this lease on ack or nack (`?lease=`): once it runs out and the message is leased
+    /// again, an ack naming it is refused (409) instead of settling the later lease.
+    lease: uuid::Uuid,
     lease_expires_at: String,
     event: Box<serde_json::value::RawValue>,
 }
@@ -50,6 +53,7 @@ impl From<Leased> for PulledMessage {
     fn from(l: Leased) -> Self {
         PulledMessage {
             attempt: l.attempt,
+            lease: l.token,
             lease_expires_at: super::rfc3339(l.expires_at),
             event: l.event,
         }
@@ -112,14 +116,41 @@ pub async fn pull(
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseParams {
+    /// The lease a pull gave; without it, the current lease is meant.
+    lease: Option<String>,
+}
+
+/// What `POST /v1/inbox/{id}/ack|nack[?lease=…]` names.
+fn ticket(
+    id: &str,
+    params: Result<Query<LeaseParams>, QueryRejection>,
+) -> Result<Ticket, ApiError> {
+    let id = parse_id(id)?;
+    let Query(p) = params.map_err(malformed)?;
+    let lease = match p.lease.as_deref().map(uuid::Uuid::parse_str) {
+        None => None,
+        Some(Ok(l)) => Some(l),
+        Some(Err(_)) => return Err(bad_lease()),
+    };
+    Ok(Ticket { id, lease })
+}
+
+fn bad_lease() -> ApiError {
+    super::bad_param("lease", "must be the lease a pull gave (a UUID)")
+}
+
 pub async fn ack(
     State(st): State<SharedState>,
     peer: Peer,
     Path(id): Path<String>,
+    params: Result<Query<LeaseParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
-    let outcome = st.node.store.ack(&peer.member, vec![id]).await?;
-    settled(outcome[0], id, &peer, "acked")
+    let t = ticket(&id, params)?;
+    let outcome = st.node.store.ack(&peer.member, vec![t]).await?;
+    settled(outcome[0], t.id, &peer, "acked")
 }
 
 /// Most ids in one `POST /v1/inbox/ack`: ten pulls of the largest size.
@@ -140,40 +171,53 @@ pub async fn ack_many(
     body: Result<Json<AckBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body.map_err(unreadable_json(&st))?;
-    let ids = parse_ids(&body.ids)?;
-    let outcomes = st.node.store.ack(&peer.member, ids.clone()).await?;
-    let results: Vec<Value> = ids
+    let tickets = parse_tickets(&body.ids)?;
+    let outcomes = st.node.store.ack(&peer.member, tickets.clone()).await?;
+    let results: Vec<Value> = tickets
         .into_iter()
         .zip(outcomes)
-        .map(|(id, o)| match settled(o, id, &peer, "acked") {
+        .map(|(t, o)| match settled(o, t.id, &peer, "acked") {
             Ok(Json(v)) => v,
-            Err(e) => json!({ "id": id, "problem": e.problem() }),
+            Err(e) => json!({ "id": t.id, "problem": e.problem() }),
         })
         .collect();
     Ok(Json(json!({ "results": results })))
 }
 
-/// The ids of a batch ack, or a problem naming every one that is not a message id.
-fn parse_ids(values: &[Value]) -> Result<Vec<uuid::Uuid>, ApiError> {
+/// The messages of a batch ack, each an id or `{"id": …, "lease": …}`, or a problem naming
+/// every entry that is neither.
+fn parse_tickets(values: &[Value]) -> Result<Vec<Ticket>, ApiError> {
     if values.is_empty() || values.len() > MAX_ACKS {
         return Err(ApiError::Malformed {
             detail: format!("a batch ack holds 1 to {MAX_ACKS} message ids"),
             errors: vec![FieldError::new("/ids", "has too few or too many ids")],
         });
     }
-    let mut ids = Vec::with_capacity(values.len());
+    let uuid = |v: &Value| v.as_str().and_then(|s| uuid::Uuid::parse_str(s).ok());
+    let mut tickets = Vec::with_capacity(values.len());
     let mut errors = Vec::new();
     for (i, v) in values.iter().enumerate() {
-        match v.as_str().map(uuid::Uuid::parse_str) {
-            Some(Ok(id)) => ids.push(id),
-            _ => errors.push(FieldError::new(
+        let t = match v {
+            Value::Object(o) => match (o.get("id").and_then(uuid), o.get("lease").map(uuid)) {
+                (Some(id), Some(Some(lease))) => Some(Ticket {
+                    id,
+                    lease: Some(lease),
+                }),
+                (Some(id), None) if o.len() == 1 => Some(id.into()),
+                _ => None,
+            },
+            other => uuid(other).map(Ticket::from),
+        };
+        match t {
+            Some(t) => tickets.push(t),
+            None => errors.push(FieldError::new(
                 format!("/ids/{i}"),
-                "must be a message id (a UUID string)",
+                "must be a message id (a UUID string), or {\"id\": …, \"lease\": …} from a pull",
             )),
         }
     }
     if errors.is_empty() {
-        Ok(ids)
+        Ok(tickets)
     } else {
         Err(ApiError::Malformed {
             detail: "invalid message ids; nothing was acked".into(),
@@ -191,9 +235,10 @@ pub async fn nack(
     State(st): State<SharedState>,
     peer: Peer,
     Path(id): Path<String>,
+    params: Result<Query<LeaseParams>, QueryRejection>,
     body: Result<Json<NackBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+    let t = ticket(&id, params)?;
     let Json(body) = body.map_err(unreadable_json(&st))?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.len() > 2000 {
@@ -202,8 +247,8 @@ pub async fn nack(
             errors: vec![FieldError::new("/reason", "must be 1 to 2000 bytes")],
         });
     }
-    let outcome = st.node.nack(&peer.member, id, reason).await?;
-    settled(outcome, id, &peer, "dead_lettered")
+    let outcome = st.node.nack(&peer.member, t, reason).await?;
+    settled(outcome, t.id, &peer, "dead_lettered")
 }
 
 fn settled(
@@ -220,6 +265,10 @@ fn settled(
         ))),
         Settled::Conflict => Err(ApiError::Conflict(format!(
             "message {id} was already settled otherwise"
+        ))),
+        Settled::Stale => Err(ApiError::Conflict(format!(
+            "your lease of message {id} ran out and the message was leased again; the later \
+             lease settles it"
         ))),
     }
 }

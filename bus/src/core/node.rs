@@ -14,7 +14,7 @@ use crate::identity::MemberId;
 use crate::problem::FieldError;
 use crate::registry::Registry;
 use crate::store::{
-    AppendOutcome, Appended, LeaseRequest, Leased, Leases, Settled, Store, StoreError,
+    AppendOutcome, Appended, LeaseRequest, Leased, Leases, Settled, Store, StoreError, Ticket,
 };
 
 /// Why an operation failed after its input was parsed; each becomes one problem type.
@@ -105,20 +105,20 @@ impl Node {
         Ok(leased)
     }
 
-    /// Dead-letters `id` in `member`'s inbox with its reason, which is shown to the sender and
-    /// may be logged, so personal identifiers in it are masked. A nacked query's requester
-    /// hears why at once.
+    /// Dead-letters the ticket's message in `member`'s inbox with its reason, which is shown
+    /// to the sender and may be logged, so personal identifiers in it are masked. A nacked
+    /// query's requester hears why at once.
     pub async fn nack(
         &self,
         member: &MemberId,
-        id: Uuid,
+        ticket: Ticket,
         reason: &str,
     ) -> Result<Settled, Failure> {
         let reason = crate::formats::mask_digit_runs(reason);
-        let (outcome, senders) = self.store.nack(member, id, &reason).await?;
+        let (outcome, senders) = self.store.nack(member, ticket, &reason).await?;
         for sender in senders {
             self.wakeups
-                .settled(&sender, id, query::refused(member, &reason));
+                .settled(&sender, ticket.id, query::refused(member, &reason));
         }
         Ok(outcome)
     }

@@ -85,6 +85,9 @@ pub enum AppendOutcome {
 pub struct Leased {
     /// 1 for the first delivery, counting up with each lease.
     pub attempt: u32,
+    /// This lease, and no later one: an ack or nack that names it settles the message only
+    /// while this lease is the current one.
+    pub token: Uuid,
     /// When the lease runs out and the message is delivered again unless acked.
     pub expires_at: SystemTime,
     /// The stored envelope, as stored: answers are built from it without re-serialising.
@@ -101,6 +104,20 @@ pub struct Leases {
     pub expired: Vec<(MemberId, Uuid)>,
 }
 
+/// What an ack or nack names: a message id in the caller's inbox, and optionally the lease it
+/// was given. Without the lease, the current lease is meant, whoever took it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub id: Uuid,
+    pub lease: Option<Uuid>,
+}
+
+impl From<Uuid> for Ticket {
+    fn from(id: Uuid) -> Self {
+        Ticket { id, lease: None }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
     Done,
@@ -109,19 +126,23 @@ pub enum Settled {
     NotFound,
     /// Already settled the other way (e.g. ack after it was dead-lettered).
     Conflict,
+    /// The named lease ran out and the message was leased again: the later lease decides.
+    Stale,
 }
 
 impl Settled {
     /// The answer for one id, from what settling found among its deliveries in the member's
     /// inbox: some leased and now settled, some already settled this way, some settled the
     /// other way. Pending ones (never leased) count as not found.
-    pub fn of(changed: bool, already: bool, conflict: bool) -> Settled {
+    pub fn of(changed: bool, already: bool, conflict: bool, stale: bool) -> Settled {
         if changed {
             Settled::Done
         } else if already {
             Settled::AlreadyDone
         } else if conflict {
             Settled::Conflict
+        } else if stale {
+            Settled::Stale
         } else {
             Settled::NotFound
         }
@@ -266,14 +287,18 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// Whether a lease for `member` would find anything now: a read, so waiting consumers can
     /// look often without taking the writer's time.
     async fn has_ready(&self, member: &MemberId) -> Result<bool, StoreError>;
-    /// Acks each of `ids` in `member`'s inbox, all in one durable commit, answering for each.
-    async fn ack(&self, member: &MemberId, ids: Vec<Uuid>) -> Result<Vec<Settled>, StoreError>;
+    /// Acks each ticket in `member`'s inbox, all in one durable commit, answering for each.
+    async fn ack(
+        &self,
+        member: &MemberId,
+        tickets: Vec<Ticket>,
+    ) -> Result<Vec<Settled>, StoreError>;
     /// Dead-letters the message for `member`, recording `reason` for its sender. Also answers
     /// the senders of what was dead-lettered, so a nacked query's requester hears at once.
     async fn nack(
         &self,
         member: &MemberId,
-        id: Uuid,
+        ticket: Ticket,
         reason: &str,
     ) -> Result<(Settled, Vec<MemberId>), StoreError>;
 }

@@ -14,7 +14,7 @@ use crate::identity::MemberId;
 use crate::store::{
     AppendOutcome, Appended, DeadLetter, DeliveryQueue, DeliveryState, DeliveryStatus, FeedItem,
     LeaseRequest, Leased, Leases, MessageLog, MessageRecord, NewMessage, ReplyOutcome, Settled,
-    StoreError,
+    StoreError, Ticket,
 };
 
 /// Class id of the advisory locks that order each feed type's numbers by commit.
@@ -369,7 +369,8 @@ impl DeliveryQueue for PgStore {
                    dead = CASE WHEN x.spent THEN 'out_of_attempts' END
                  FROM done x, messages m
                  WHERE d.recipient = x.recipient AND d.msg_seq = x.msg_seq AND m.seq = d.msg_seq
-                 RETURNING d.msg_seq, x.spent, d.attempts, d.visible_at, m.envelope, m.sender, m.id",
+                 RETURNING d.msg_seq, x.spent, d.attempts, d.visible_at, m.envelope, m.sender, m.id,
+                           d.lease_token",
             )
             .await
             .map_err(pg_error)?;
@@ -396,6 +397,7 @@ impl DeliveryQueue for PgStore {
                 }
                 out.leased.push(Leased {
                     attempt: r.get::<_, i32>(2) as u32,
+                    token: r.get(7),
                     expires_at: r.get(3),
                     event: raw(r.get(4))?,
                 });
@@ -420,18 +422,22 @@ impl DeliveryQueue for PgStore {
         Ok(row.get(0))
     }
 
-    async fn ack(&self, member_: &MemberId, ids: Vec<Uuid>) -> Result<Vec<Settled>, StoreError> {
-        let settled = self.settle(member_, &ids, None).await?;
+    async fn ack(
+        &self,
+        member_: &MemberId,
+        tickets: Vec<Ticket>,
+    ) -> Result<Vec<Settled>, StoreError> {
+        let settled = self.settle(member_, &tickets, None).await?;
         Ok(settled.into_iter().map(|(s, _)| s).collect())
     }
 
     async fn nack(
         &self,
         member_: &MemberId,
-        id: Uuid,
+        ticket: Ticket,
         reason: &str,
     ) -> Result<(Settled, Vec<MemberId>), StoreError> {
-        let mut settled = self.settle(member_, &[id], Some(reason)).await?;
+        let mut settled = self.settle(member_, &[ticket], Some(reason)).await?;
         Ok(settled.pop().unwrap_or((Settled::NotFound, Vec::new())))
     }
 }
@@ -443,14 +449,15 @@ impl PgStore {
     async fn settle(
         &self,
         member_: &MemberId,
-        ids: &[Uuid],
+        tickets: &[Ticket],
         nack: Option<&str>,
     ) -> Result<Vec<(Settled, Vec<MemberId>)>, StoreError> {
+        let ids: Vec<Uuid> = tickets.iter().map(|t| t.id).collect();
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg_error)?;
         let rows = tx
             .query(
-                "SELECT d.msg_id, d.msg_seq, d.state, m.sender
+                "SELECT d.msg_id, d.msg_seq, d.state, m.sender, d.lease_token
                  FROM deliveries d JOIN messages m ON m.seq = d.msg_seq
                  WHERE d.recipient = $1 AND d.msg_id = ANY($2)
                  FOR UPDATE OF d",
@@ -466,32 +473,45 @@ impl PgStore {
                 Some(dead_word(DeadLetter::Nacked)),
             ),
         };
-        let mut answers = Vec::with_capacity(ids.len());
+        // The rows as each ticket finds them: a ticket sees what the ones before it in the
+        // batch settled, as it would one request later.
+        struct Row {
+            id: Uuid,
+            seq: i64,
+            state: String,
+            sender: String,
+            token: Option<Uuid>,
+        }
+        let mut rows: Vec<Row> = rows
+            .iter()
+            .map(|r| Row {
+                id: r.get(0),
+                seq: r.get(1),
+                state: r.get(2),
+                sender: r.get(3),
+                token: r.get(4),
+            })
+            .collect();
+        let mut answers = Vec::with_capacity(tickets.len());
         let mut change: Vec<i64> = Vec::new();
-        for (i, id) in ids.iter().enumerate() {
-            // The same id twice in one batch: the second is the first's repeat.
-            if ids[..i].contains(id) {
-                let first = ids.iter().position(|x| x == id).unwrap_or(i);
-                let outcome = match answers[first] {
-                    (Settled::Done, _) => Settled::AlreadyDone,
-                    (other, _) => other,
-                };
-                answers.push((outcome, Vec::new()));
-                continue;
-            }
-            let (mut changed, mut already, mut conflict) = (Vec::new(), false, false);
-            for r in rows.iter().filter(|r| r.get::<_, Uuid>(0) == *id) {
-                match r.get::<_, &str>(2) {
+        for t in tickets {
+            let (mut changed, mut already, mut conflict, mut stale) =
+                (Vec::new(), false, false, false);
+            for r in rows.iter_mut().filter(|r| r.id == t.id) {
+                match r.state.as_str() {
+                    "leased" if t.lease.is_some_and(|l| r.token != Some(l)) => stale = true,
                     "leased" => {
-                        change.push(r.get(1));
-                        changed.push(member(r.get(3))?);
+                        change.push(r.seq);
+                        changed.push(member(&r.sender)?);
+                        r.state = target.to_owned();
+                        r.token = None;
                     }
                     s if s == target => already = true,
                     "pending" => {}
                     _ => conflict = true,
                 }
             }
-            let outcome = Settled::of(!changed.is_empty(), already, conflict);
+            let outcome = Settled::of(!changed.is_empty(), already, conflict, stale);
             answers.push((outcome, changed));
         }
         change.sort_unstable();

@@ -34,7 +34,7 @@ use writer::{Answer, Checkpointer, Op, WAL_BOUND_PAGES, WRITER_CACHE_KIB, Writer
 
 use super::{
     AppendOutcome, DeliveryQueue, FeedItem, LeaseRequest, Leases, MessageLog, MessageRecord,
-    NewMessage, Notifier, ReplyOutcome, Settled, Store, StoreError,
+    NewMessage, Notifier, ReplyOutcome, Settled, Store, StoreError, Ticket,
 };
 use crate::identity::MemberId;
 
@@ -319,12 +319,16 @@ impl DeliveryQueue for SqliteStore {
         .await
     }
 
-    async fn ack(&self, member: &MemberId, ids: Vec<Uuid>) -> Result<Vec<Settled>, StoreError> {
+    async fn ack(
+        &self,
+        member: &MemberId,
+        tickets: Vec<Ticket>,
+    ) -> Result<Vec<Settled>, StoreError> {
         let member = member.clone();
         let settled = self
             .submit(|answer| Op::Settle {
                 member,
-                ids,
+                tickets,
                 nack: None,
                 answer,
             })
@@ -335,14 +339,14 @@ impl DeliveryQueue for SqliteStore {
     async fn nack(
         &self,
         member: &MemberId,
-        id: Uuid,
+        ticket: Ticket,
         reason: &str,
     ) -> Result<(Settled, Vec<MemberId>), StoreError> {
         let (member, nack) = (member.clone(), Some(reason.to_owned()));
         let mut settled = self
             .submit(|answer| Op::Settle {
                 member,
-                ids: vec![id],
+                tickets: vec![ticket],
                 nack,
                 answer,
             })

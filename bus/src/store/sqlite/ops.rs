@@ -9,7 +9,7 @@ use super::now_ms;
 use crate::identity::MemberId;
 use crate::store::{
     AppendOutcome, Appended, DeadLetter, DeliveryState, DeliveryStatus, LeaseRequest, Leased,
-    Leases, MessageRecord, NewMessage, ReplyOutcome, Settled,
+    Leases, MessageRecord, NewMessage, ReplyOutcome, Settled, Ticket,
 };
 
 const PENDING: i64 = 0;
@@ -108,7 +108,8 @@ pub(super) fn lease(
         "UPDATE deliveries SET state = 3, available_at = 0, reason = ?2, dead = ?3 WHERE seq = ?1",
     )?;
     let mut take = c.prepare_cached(
-        "UPDATE deliveries SET state = 1, attempts = attempts + 1, available_at = ?2 WHERE seq = ?1",
+        "UPDATE deliveries SET state = 1, attempts = attempts + 1, available_at = ?2,
+                               lease_token = ?3 WHERE seq = ?1",
     )?;
     let mut envelope = c.prepare_cached("SELECT envelope FROM messages WHERE seq = ?1")?;
     let mut whose = c.prepare_cached("SELECT sender, id FROM messages WHERE seq = ?1")?;
@@ -135,10 +136,12 @@ pub(super) fn lease(
                 expired += 1;
                 continue;
             }
-            take.execute(params![seq, until])?;
+            let token = Uuid::now_v7();
+            take.execute(params![seq, until, token.as_bytes()])?;
             let env: String = envelope.query_row([msg_seq], |r| r.get(0))?;
             out.push(Leased {
                 attempt: attempts + 1,
+                token,
                 expires_at,
                 event: raw(env)?,
             });
@@ -158,16 +161,17 @@ pub(super) fn lease(
 pub(super) fn settle(
     c: &Connection,
     member: &MemberId,
-    id: Uuid,
+    ticket: Ticket,
     nack: Option<&str>,
 ) -> rusqlite::Result<(Settled, Vec<MemberId>)> {
-    let rows: Vec<(i64, i64, String)> = c
+    let rows: Vec<(i64, i64, String, Option<Vec<u8>>)> = c
         .prepare_cached(
-            "SELECT d.seq, d.state, m.sender FROM deliveries d JOIN messages m ON m.seq = d.msg_seq
+            "SELECT d.seq, d.state, m.sender, d.lease_token
+             FROM deliveries d JOIN messages m ON m.seq = d.msg_seq
              WHERE d.msg_id = ?2 AND d.recipient = ?1",
         )?
-        .query_map(params![member.as_str(), id.as_bytes()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        .query_map(params![member.as_str(), ticket.id.as_bytes()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
     let (target, reason, dead) = match nack {
@@ -179,12 +183,14 @@ pub(super) fn settle(
         ),
     };
     let mut update = c.prepare_cached(
-        "UPDATE deliveries SET state = ?2, available_at = 0, reason = ?3, dead = ?4 WHERE seq = ?1",
+        "UPDATE deliveries SET state = ?2, available_at = 0, reason = ?3, dead = ?4,
+                               lease_token = NULL WHERE seq = ?1",
     )?;
     let mut changed = Vec::new();
-    let (mut already, mut conflict) = (false, false);
-    for (seq, state, sender) in rows {
+    let (mut already, mut conflict, mut stale) = (false, false, false);
+    for (seq, state, sender, token) in rows {
         match state {
+            LEASED if is_stale(ticket, token.as_deref()) => stale = true,
             LEASED => {
                 update.execute(params![seq, target, reason, dead])?;
                 changed.push(member_id(sender)?);
@@ -194,8 +200,16 @@ pub(super) fn settle(
             _ => conflict = true,
         }
     }
-    let outcome = Settled::of(!changed.is_empty(), already, conflict);
+    let outcome = Settled::of(!changed.is_empty(), already, conflict, stale);
     Ok((outcome, changed))
+}
+
+/// A ticket naming a lease other than the current one (a lease taken before the store had
+/// tokens has none, and only an ack without a token can name it).
+fn is_stale(ticket: Ticket, current: Option<&[u8]>) -> bool {
+    ticket
+        .lease
+        .is_some_and(|l| current.is_none_or(|c| c != l.as_bytes()))
 }
 
 /// A query in a provider's inbox, as a reply sees it.

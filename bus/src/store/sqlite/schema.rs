@@ -10,7 +10,7 @@ use crate::envelope::{content_hash, parse_id};
 use crate::store::SchemaError;
 
 /// The schema this binary writes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 const TABLES: &str = "
 CREATE TABLE messages(
@@ -38,7 +38,9 @@ CREATE TABLE deliveries(
     attempts INTEGER NOT NULL DEFAULT 0,
     available_at INTEGER NOT NULL,
     reason TEXT,
-    dead INTEGER
+    dead INTEGER,
+    -- Changes with every lease: an ack naming an earlier lease is stale.
+    lease_token BLOB
 );
 -- A recipient settles by message id; a sender's status reads by id too (then by msg_seq).
 CREATE INDEX deliveries_by_id ON deliveries(msg_id, recipient);
@@ -69,7 +71,12 @@ pub fn prepare(c: &mut Connection) -> Result<(), SchemaError> {
         [],
         |r| r.get(0),
     )?;
-    if has_messages {
+    if version == 2 {
+        // Version 2 had no lease tokens: its open leases have none, and an ack without a
+        // token settles them as before.
+        tx.execute_batch("ALTER TABLE deliveries ADD COLUMN lease_token BLOB")?;
+        tracing::info!("store migrated from schema version 2 to {VERSION}");
+    } else if has_messages {
         // Version 1 (user_version 0): ids were one namespace for all members.
         from_v1(&tx)?;
         tracing::info!("store migrated from schema version 1 to {VERSION}");

@@ -87,7 +87,10 @@ async fn only_promises_wait_for_the_disk() {
     };
     assert_eq!(store.lease(&b, req).await.unwrap().leased.len(), 1);
     assert_eq!(store.syncs(), 1, "a lease alone is not synced");
-    assert_eq!(store.ack(&b, vec![m.id]).await.unwrap(), [Settled::Done]);
+    assert_eq!(
+        store.ack(&b, vec![m.id.into()]).await.unwrap(),
+        [Settled::Done]
+    );
     assert_eq!(store.syncs(), 2, "an ack is synced before it is answered");
 
     let q = NewMessage {
@@ -122,4 +125,48 @@ fn a_newer_store_is_refused() {
         .expect("refused");
     let text = err.to_string();
     assert!(text.contains("newer simpul"), "{text}");
+}
+
+/// A version 2 store (no lease tokens) keeps its open leases through the upgrade: an ack
+/// without a token settles one, and new leases carry tokens.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_2_store_gains_lease_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let (a, b) = (
+        MemberId::parse("GOV/a").unwrap(),
+        MemberId::parse("GOV/b").unwrap(),
+    );
+    let (held, fresh) = (msg(&a, &b, "held"), msg(&a, &b, "fresh"));
+    let store = SqliteStore::open(StoreOptions::new(&path)).unwrap();
+    store.append(vec![held.clone()]).await.unwrap();
+    let req = LeaseRequest {
+        max: 1,
+        lease: Duration::from_secs(60),
+        max_attempts: 5,
+    };
+    assert_eq!(store.lease(&b, req).await.unwrap().leased.len(), 1);
+    store.close().await;
+    // As version 2 wrote it: no token column.
+    let c = Connection::open(&path).unwrap();
+    c.execute_batch("ALTER TABLE deliveries DROP COLUMN lease_token; PRAGMA user_version = 2;")
+        .unwrap();
+    drop(c);
+    let store = SqliteStore::open(StoreOptions::new(&path)).unwrap();
+    let version: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, schema::VERSION);
+    assert_eq!(
+        store.ack(&b, vec![held.id.into()]).await.unwrap(),
+        [Settled::Done]
+    );
+    store.append(vec![fresh.clone()]).await.unwrap();
+    let token = store.lease(&b, req).await.unwrap().leased.remove(0).token;
+    let ticket = Ticket {
+        id: fresh.id,
+        lease: Some(token),
+    };
+    assert_eq!(store.ack(&b, vec![ticket]).await.unwrap(), [Settled::Done]);
 }

@@ -13,7 +13,7 @@ use super::{ops, unavailable};
 use crate::identity::MemberId;
 use crate::registry::Kind;
 use crate::store::{
-    AppendOutcome, LeaseRequest, Leases, NewMessage, ReplyOutcome, Settled, StoreError,
+    AppendOutcome, LeaseRequest, Leases, NewMessage, ReplyOutcome, Settled, StoreError, Ticket,
 };
 
 pub(super) type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -24,7 +24,7 @@ pub(super) enum Op {
     /// Acks (or, with a reason, nacks) each of `ids`: one commit for a consumer's whole pull.
     Settle {
         member: MemberId,
-        ids: Vec<Uuid>,
+        tickets: Vec<Ticket>,
         nack: Option<String>,
         answer: Answer<Vec<(Settled, Vec<MemberId>)>>,
     },
@@ -262,14 +262,15 @@ impl Writer {
             }
             Op::Settle {
                 member,
-                ids,
+                tickets,
                 nack,
                 answer,
             } => defer(
                 answer,
                 savepoint(c, |c| {
-                    ids.iter()
-                        .map(|id| ops::settle(c, &member, *id, nack.as_deref()))
+                    tickets
+                        .iter()
+                        .map(|t| ops::settle(c, &member, *t, nack.as_deref()))
                         .collect::<rusqlite::Result<_>>()
                         .map(keep)
                 }),
