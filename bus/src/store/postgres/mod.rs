@@ -15,8 +15,9 @@
 //! checked by the conformance suite, not by a compile-time database; it pipelines on one
 //! connection, and its `Connection` hands `LISTEN` notifications over as a stream.
 
+mod log;
 mod notify;
-mod ops;
+mod queue;
 mod schema;
 
 use std::sync::Mutex;
@@ -26,7 +27,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::mpsc;
 use tokio_postgres::NoTls;
 
-use super::{Notifier, Signal, Store, StoreError};
+use serde_json::value::RawValue;
+
+use super::{DeadLetter, Notifier, Signal, Store, StoreError};
+use crate::identity::MemberId;
 
 /// How a node reaches its PostgreSQL.
 #[derive(Debug, Clone)]
@@ -76,6 +80,33 @@ pub(super) fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
+// Rows as the store's types: states and dead-letter reasons are words in SQL, so an operator
+// reading the tables needs no key.
+
+fn dead_word(d: DeadLetter) -> &'static str {
+    match d {
+        DeadLetter::Nacked => "nacked",
+        DeadLetter::OutOfAttempts => "out_of_attempts",
+        DeadLetter::Withdrawn => "withdrawn",
+    }
+}
+
+fn dead_from(word: Option<&str>) -> Option<DeadLetter> {
+    match word? {
+        "nacked" => Some(DeadLetter::Nacked),
+        "withdrawn" => Some(DeadLetter::Withdrawn),
+        _ => Some(DeadLetter::OutOfAttempts),
+    }
+}
+
+fn member(s: &str) -> Result<MemberId, StoreError> {
+    MemberId::parse(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn raw(s: String) -> Result<Box<RawValue>, StoreError> {
+    RawValue::from_string(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("PostgreSQL: {e}"))
 }
@@ -123,7 +154,7 @@ impl PgStore {
             .build()
             .map_err(unavailable)?;
         let (outgoing, incoming) = notify::start(config, pool.clone(), channel);
-        tokio::spawn(ops::purge(pool.clone(), opts.retention, opts.purge_every));
+        tokio::spawn(queue::purge(pool.clone(), opts.retention, opts.purge_every));
         Ok(PgStore {
             pool,
             timeout: opts.timeout,
