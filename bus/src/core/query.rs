@@ -192,7 +192,7 @@ impl Node {
         stored();
         let mut outcome = None;
         if let Appended::Duplicate { .. } = appended[0] {
-            outcome = self.wakeups.look(requester, id).await;
+            outcome = self.wakeups.look(requester, id).await?;
             // Withdrawn after an earlier timeout: put it back before the provider.
             if outcome.is_none()
                 && self.store.reopen(requester, id).await?
@@ -231,7 +231,8 @@ impl Node {
                 o = &mut *rx => return o.ok(),
                 _ = tick => {}
             }
-            if let Some(o) = self.wakeups.look(&key.0, key.1).await {
+            // A store that is down now is looked at again on the next tick.
+            if let Ok(Some(o)) = self.wakeups.look(&key.0, key.1).await {
                 return Some(o);
             }
             if Instant::now() >= deadline {
@@ -248,7 +249,7 @@ impl Node {
             self.query_timeout
         );
         if !self.store.withdraw(requester, id, &why).await?
-            && let Some(o) = self.wakeups.look(requester, id).await
+            && let Some(o) = self.wakeups.look(requester, id).await?
         {
             return Ok(o);
         }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::query::{self, Outcome, PendingQueries};
 use crate::identity::MemberId;
-use crate::store::{Signal, Store};
+use crate::store::{Signal, Store, StoreError};
 
 /// Wakes long-polling consumers when something lands in their inbox.
 #[derive(Default)]
@@ -82,9 +82,13 @@ impl Wakeups {
     }
 
     /// Reads what a query ended with, for a requester waiting here: `None` while it is open.
-    pub async fn look(&self, requester: &MemberId, id: Uuid) -> Option<Outcome> {
-        let rec = self.store.message(requester, id).await.ok()??;
-        query::stored_outcome(rec)
+    pub async fn look(
+        &self,
+        requester: &MemberId,
+        id: Uuid,
+    ) -> Result<Option<Outcome>, StoreError> {
+        let rec = self.store.message(requester, id).await?;
+        Ok(rec.and_then(query::stored_outcome))
     }
 
     /// A signal from another node.
@@ -99,7 +103,8 @@ impl Wakeups {
                     return;
                 }
                 tokio::spawn(async move {
-                    if let Some(outcome) = self.look(&requester, id).await {
+                    // The requester's own periodic look covers a store that is down now.
+                    if let Ok(Some(outcome)) = self.look(&requester, id).await {
                         self.queries.answer(&(requester, id), outcome);
                     }
                 });

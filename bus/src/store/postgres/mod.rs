@@ -65,7 +65,6 @@ pub struct PgStore {
     timeout: Duration,
     outgoing: mpsc::Sender<Signal>,
     incoming: Mutex<Option<mpsc::Receiver<Signal>>>,
-    closed: std::sync::atomic::AtomicBool,
 }
 
 /// The text of a PostgreSQL error worth showing an operator: the server's own message when
@@ -160,16 +159,13 @@ impl PgStore {
             timeout: opts.timeout,
             outgoing,
             incoming: Mutex::new(Some(incoming)),
-            closed: Default::default(),
         })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        if self.closed.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(unavailable("the store is closed"));
-        }
         self.pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(e) => pg_error(e),
+            deadpool_postgres::PoolError::Closed => unavailable("the store is closed"),
             other => unavailable(other),
         })
     }
@@ -222,8 +218,7 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
-        self.closed
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        // Later calls get `PoolError::Closed`: "the store is closed".
         self.pool.close();
     }
 }
