@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the bus (embedded store; creates the dev PKI and data dir on first run).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Development CA: init, issue, revoke.
     Certs {
         #[command(subcommand)]
@@ -42,9 +42,20 @@ enum Command {
     },
     /// Validate a payload (or a column of IDs) exactly as the bus would, offline.
     Check(CheckArgs),
+    /// RabbitMQ: make the broker match the registry (users, permissions, queues).
+    Amqp {
+        #[command(subcommand)]
+        command: AmqpCommand,
+    },
     /// Start a bus, the agency adapters and their simulators in one process, run the G2G, G2B,
     /// G2C and G2E flows over mTLS and print who sent what to whom.
     Demo(DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum AmqpCommand {
+    /// Declare what the registry needs and remove what it no longer has; prints each change.
+    Sync(crate::amqp::SyncArgs),
 }
 
 #[derive(Args)]
@@ -125,6 +136,8 @@ struct ServeArgs {
     /// Days a settled message stays (with its status) in a PostgreSQL store before it is purged.
     #[arg(long, default_value_t = 30)]
     retention: u64,
+    #[command(flatten)]
+    amqp: crate::amqp::AmqpArgs,
 }
 
 #[derive(Subcommand)]
@@ -194,7 +207,7 @@ struct CheckArgs {
 impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
-            Command::Serve(a) => run_serve(a),
+            Command::Serve(a) => run_serve(*a),
             Command::Certs { command } => run_certs(command),
             Command::Registry {
                 command: RegistryCommand::Check { file },
@@ -210,6 +223,9 @@ impl Cli {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Check(a) => run_check(a),
+            Command::Amqp {
+                command: AmqpCommand::Sync(a),
+            } => crate::amqp::sync(a),
             Command::Demo(a) => {
                 let rt = tokio::runtime::Runtime::new()?;
                 let trace = adapters::trace::Trace::printing();
@@ -252,6 +268,7 @@ fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         store: a.store.filter(|s| !s.is_empty()),
         retention: secs(a.retention.max(1) * 24 * 3600),
         crl_grace: secs(a.crl_grace),
+        amqp: a.amqp.options()?,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(serve(opts, shutdown_signal()))?;

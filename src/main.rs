@@ -1,5 +1,6 @@
 //! The `simpul` command line: a thin shell over the `bus` library.
 
+mod amqp;
 mod cli;
 
 use std::io::IsTerminal;
@@ -22,13 +23,16 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// `SIMPUL_LOG` (default `info`), except that tokio-postgres never logs below `info`: at
-/// `debug` it prints every statement's parameters, envelopes with personal IDs among them.
+/// `SIMPUL_LOG` (default `info`), except that the database and broker clients never log
+/// below `info`: at `debug` tokio-postgres prints every statement's parameters and lapin
+/// every frame, envelopes with personal IDs among them.
 fn log_filter() -> tracing_subscriber::EnvFilter {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SIMPUL_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("SIMPUL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    match "tokio_postgres=info".parse() {
-        Ok(cap) => filter.add_directive(cap),
-        Err(_) => filter,
+    for cap in ["tokio_postgres=info", "lapin=info", "amq_protocol=info"] {
+        if let Ok(cap) = cap.parse() {
+            filter = filter.add_directive(cap);
+        }
     }
+    filter
 }

@@ -160,6 +160,12 @@ impl<'de> serde::Deserialize<'de> for MemberId {
     }
 }
 
+/// The bus's own SPIFFE ID, carried by its server certificate. Member ids have at least two
+/// parts, so no member can hold it; RabbitMQ knows the bus by it (EXTERNAL login).
+pub fn bus_identity_uri(instance: &str) -> String {
+    format!("spiffe://{instance}/simpul-bus")
+}
+
 /// Extracts the member from a DER end-entity certificate's SAN URIs.
 ///
 /// URIs of other instances are ignored; exactly one for `instance` is required, since a

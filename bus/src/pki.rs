@@ -22,7 +22,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::identity::MemberId;
+use crate::identity::{MemberId, bus_identity_uri};
 
 pub const CA_CERT: &str = "ca.pem";
 pub const CA_KEY: &str = "ca.key";
@@ -183,7 +183,7 @@ impl DevCa {
             key_id: params.key_identifier_method.clone(),
             issuer: Issuer::new(params, key),
         };
-        ca.issue_server()?;
+        ca.issue_server(instance)?;
         for m in members {
             ca.issue(instance, m, Validity::days(365))?;
         }
@@ -335,15 +335,24 @@ impl DevCa {
         self.write_crl_for(&self.revoked()?, lifetime)
     }
 
-    fn issue_server(&self) -> Result<(), PkiError> {
+    /// The bus's own certificate: its TLS server identity, and its client identity towards
+    /// RabbitMQ, which names the user from the one SAN URI (EXTERNAL login). Hence both key
+    /// purposes, and a URI of the instance that no member id can equal (ids have two parts).
+    fn issue_server(&self, instance: &str) -> Result<(), PkiError> {
         let mut params = CertificateParams::new(vec![
             "localhost".to_owned(),
             "127.0.0.1".to_owned(),
             "::1".to_owned(),
         ])?;
+        params
+            .subject_alt_names
+            .push(SanType::URI(bus_identity_uri(instance).try_into()?));
         params.distinguished_name = name(&[(DnType::CommonName, "localhost".to_owned())]);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(random_serial()?);
         let v = Validity::days(825);

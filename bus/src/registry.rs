@@ -81,6 +81,19 @@ struct RawMember {
     /// Requests allowed at once above the rate (the bucket's size); defaults to one second's
     /// worth of the rate.
     burst: Option<u32>,
+    #[serde(default)]
+    delivery: Delivery,
+}
+
+/// How a member receives what is addressed to it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// It pulls its inbox over HTTPS (lease, ack, nack).
+    #[default]
+    Https,
+    /// RabbitMQ pushes to its own quorum queue (`simpul serve --amqp`); it consumes natively.
+    Amqp,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +125,7 @@ pub struct Member {
     pub name: String,
     /// The member's own rate limit, or the registry's default; `None` is unlimited.
     pub rate: Option<RateLimit>,
+    pub delivery: Delivery,
 }
 
 /// A token bucket's settings: `per_second` tokens added each second, up to `burst`.
@@ -269,6 +283,7 @@ impl Registry {
                                 id,
                                 name: m.name,
                                 rate,
+                                delivery: m.delivery,
                             },
                         )
                         .is_some()
@@ -316,6 +331,13 @@ impl Registry {
                 .provider
                 .as_deref()
                 .and_then(|p| match MemberId::parse(p) {
+                    Ok(id) if members.get(&id).is_some_and(|m| m.delivery == Delivery::Amqp) => {
+                        // A query's requester waits on the reply, which comes over HTTPS.
+                        errors.push(format!(
+                            "{ctx}: provider {p} has delivery = \"amqp\"; queries are answered over HTTPS"
+                        ));
+                        None
+                    }
                     Ok(id) if members.contains_key(&id) => Some(id),
                     _ => {
                         errors.push(format!("{ctx}: provider {p} is not a member"));

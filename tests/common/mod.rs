@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+pub mod amqp;
 pub mod pg;
 pub mod raw;
 
@@ -66,6 +67,8 @@ pub struct Bus {
     child: Option<Child>,
     log_reader: Option<std::thread::JoinHandle<()>>,
     logs: Arc<Mutex<String>>,
+    /// Directories that must live as long as the bus (its registry, say).
+    keep: Vec<tempfile::TempDir>,
 }
 
 impl Bus {
@@ -126,6 +129,53 @@ impl Bus {
         bus
     }
 
+    /// Starts a bus on a PostgreSQL schema of its own with RabbitMQ (`broker`, in `vhost`) as
+    /// the transport for `amqp_members`. Its PKI is a copy of the broker's, so the broker
+    /// trusts its members; `extra` flags follow.
+    pub fn start_with_amqp(
+        broker: &amqp::Broker,
+        vhost: &str,
+        amqp_members: &[&str],
+        extra: &[&str],
+    ) -> Bus {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let registry = tmp.path().join("registry.toml");
+        let mut text = std::fs::read_to_string(repo().join("registry.toml"))
+            .unwrap()
+            .replace(
+                "schemas_dir = \"schemas\"",
+                &format!("schemas_dir = {:?}", repo().join("schemas")),
+            );
+        for m in amqp_members {
+            let line = format!("id = \"{m}\"\n");
+            assert!(text.contains(&line), "{m} is not in registry.toml");
+            text = text.replace(&line, &format!("{line}delivery = \"amqp\"\n"));
+        }
+        std::fs::write(&registry, text).unwrap();
+        let mut bus = Bus::unstarted(&registry, extra, None);
+        std::fs::create_dir_all(&bus.certs).unwrap();
+        for f in [
+            "ca.pem",
+            "ca.key",
+            "server.pem",
+            "server.key",
+            "crl.pem",
+            "revoked.txt",
+        ] {
+            std::fs::copy(broker.pki.join(f), bus.certs.join(f)).expect("copy the broker's PKI");
+        }
+        bus.args.extend([
+            "--amqp".to_owned(),
+            format!("{}/{vhost}", broker.base),
+            "--amqp-management".to_owned(),
+            broker.management.clone(),
+        ]);
+        bus.store = Some(pg::fresh_url("amqp"));
+        bus.keep.push(tmp);
+        bus.spawn();
+        bus
+    }
+
     fn unstarted(registry: &Path, extra: &[&str], seed: Option<&Path>) -> Bus {
         let dir = tempfile::tempdir().expect("tempdir");
         let bus = Bus {
@@ -138,6 +188,7 @@ impl Bus {
             child: None,
             log_reader: None,
             logs: Arc::default(),
+            keep: Vec::new(),
         };
         if let Some(seed) = seed {
             std::fs::create_dir_all(bus.data()).expect("data dir");
@@ -164,6 +215,10 @@ impl Bus {
             Some(url) => cmd.args(["--store", url]),
             None => cmd.env_remove("SIMPUL_STORE"),
         };
+        // The transport only where a test asks for it, by flags.
+        for v in ["SIMPUL_AMQP", "SIMPUL_AMQP_MANAGEMENT", "SIMPUL_AMQP_CRL"] {
+            cmd.env_remove(v);
+        }
         let mut child = cmd
             .arg("--registry")
             .arg(&self.registry)

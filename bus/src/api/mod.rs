@@ -110,6 +110,9 @@ pub struct AppState {
     pub buffered: Semaphore,
     pub limits: MemberLimits,
     readiness: Mutex<Vec<ReadyCheck>>,
+    /// Conditions that leave the bus ready but worth naming (a transport that is down while
+    /// accepts go on into its outbox).
+    degradations: Mutex<Vec<ReadyCheck>>,
     /// Set when the server starts shutting down, so long polls answer at once instead of
     /// holding the shutdown up for their whole wait.
     pub closing: watch::Sender<bool>,
@@ -126,6 +129,7 @@ impl AppState {
                 queries: Slots::new(config.max_queries),
             },
             readiness: Mutex::default(),
+            degradations: Mutex::default(),
             node: Node::new(registry, store, config.query_timeout),
             config,
             closing: watch::Sender::new(false),
@@ -142,17 +146,25 @@ impl AppState {
             .push(check);
     }
 
-    /// `Ok` when every readiness condition holds; otherwise every reason.
-    pub async fn ready(&self) -> Result<(), String> {
-        let mut why: Vec<String> = self.node.store.health().await.err().into_iter().collect();
-        let checks = self
-            .readiness
+    /// Adds a condition `/readyz` names without failing.
+    pub fn add_degradation(&self, check: ReadyCheck) {
+        self.degradations
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        why.extend(checks.iter().filter_map(|c| c().err()));
+            .push(check);
+    }
+
+    /// `Ok` with the degradations, if any, when every readiness condition holds; otherwise
+    /// every reason.
+    pub async fn ready(&self) -> Result<Vec<String>, String> {
+        let mut why: Vec<String> = self.node.store.health().await.err().into_iter().collect();
+        let failing = |checks: &Mutex<Vec<ReadyCheck>>| -> Vec<String> {
+            let checks = checks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            checks.iter().filter_map(|c| c().err()).collect()
+        };
+        why.extend(failing(&self.readiness));
         if why.is_empty() {
-            Ok(())
+            Ok(failing(&self.degradations))
         } else {
             Err(why.join("; "))
         }
@@ -209,7 +221,12 @@ pub fn app(state: SharedState) -> Router {
 
 async fn ready(State(st): State<SharedState>) -> Response {
     match st.ready().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Ok(notes) if notes.is_empty() => (StatusCode::OK, "ready").into_response(),
+        Ok(notes) => (
+            StatusCode::OK,
+            format!("ready; degraded: {}", notes.join("; ")),
+        )
+            .into_response(),
         Err(why) => ApiError::NotReady(why).into_response(),
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 mod activity;
 mod http;
+mod transport;
 
 pub use http::{ConnOptions, serve as serve_connections};
 
@@ -21,6 +22,7 @@ use crate::pki::{DevCa, PkiError, Validity};
 use crate::registry::{Registry, RegistryError};
 use crate::store::{PgOptions, PgStore, SqliteStore, Store, StoreError, StoreOptions};
 use crate::tls::{self, MemberVerifier, ServerTls, TlsError, TlsListener, TlsSettings};
+use crate::transport::amqp::AmqpOptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -36,6 +38,12 @@ pub enum ServeError {
         "--store {0}: not a store this bus knows (give postgres://USER@HOST:PORT/DB, or leave it out for the embedded store)"
     )]
     StoreUrl(String),
+    #[error(
+        "--amqp needs --store postgres://…: RabbitMQ carries what PostgreSQL holds (the embedded store needs no broker)"
+    )]
+    AmqpWithoutPostgres,
+    #[error(transparent)]
+    Amqp(#[from] crate::transport::amqp::AmqpError),
     #[error("listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -63,6 +71,9 @@ pub struct ServeOptions {
     pub retention: Duration,
     /// How long past its `nextUpdate` the CRL is still trusted.
     pub crl_grace: Duration,
+    /// RabbitMQ as the transport for members with `delivery = "amqp"` (needs `store`). The
+    /// CA, certificate and key fields are filled from `certs` when left empty.
+    pub amqp: Option<AmqpOptions>,
 }
 
 /// `simpul serve`'s defaults, in one place for the CLI, the demo, the benchmark and tests.
@@ -81,6 +92,7 @@ impl Default for ServeOptions {
             store: None,
             retention: PgOptions::new("").retention,
             crl_grace: Duration::ZERO,
+            amqp: None,
         }
     }
 }
@@ -118,6 +130,8 @@ struct Prepared {
     pub store: Arc<dyn Store>,
     pub tls: ServerTls,
     pub settings: TlsSettings,
+    /// The transport, started once the listener runs.
+    pub transport: Option<transport::Prepared>,
 }
 
 async fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
@@ -153,29 +167,44 @@ async fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
         &settings,
         Arc::new(move |m: &MemberId| known.member(m).is_some()),
     )?;
-    let store = open_store(opts).await?;
-    let state = AppState::new(registry, store.clone(), opts.api.clone());
+    if opts.amqp.is_some() && opts.store.is_none() {
+        return Err(ServeError::AmqpWithoutPostgres);
+    }
+    let relayed = transport::relayed(&registry, opts.amqp.is_some());
+    let (store, pg) = open_store(opts, relayed.clone()).await?;
+    let state = AppState::new(registry.clone(), store.clone(), opts.api.clone());
+    let transport = match (&opts.amqp, pg) {
+        (Some(amqp), Some(pg)) => Some(transport::prepare(opts, amqp, &registry, relayed, pg)?),
+        _ => None,
+    };
     Ok(Prepared {
         state,
         store,
         tls,
         settings,
+        transport,
     })
 }
 
-/// The embedded store, or the PostgreSQL that `--store` names.
-async fn open_store(opts: &ServeOptions) -> Result<Arc<dyn Store>, ServeError> {
+/// The embedded store, or the PostgreSQL that `--store` names (also returned as itself, for
+/// the transport's outbox). Deliveries to `relayed` members start in the outbox.
+async fn open_store(
+    opts: &ServeOptions,
+    relayed: Vec<MemberId>,
+) -> Result<(Arc<dyn Store>, Option<Arc<PgStore>>), ServeError> {
     Ok(match &opts.store {
         None => {
             let mut store_opts = StoreOptions::new(opts.data.join("simpul.db"));
             store_opts.busy_timeout = opts.store_busy_timeout;
-            Arc::new(SqliteStore::open(store_opts)?)
+            (Arc::new(SqliteStore::open(store_opts)?), None)
         }
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let mut pg = PgOptions::new(url.clone());
             pg.retention = opts.retention;
+            pg.relayed = relayed;
             tracing::info!(store = %crate::store::redact(url), "using PostgreSQL");
-            Arc::new(PgStore::connect(pg).await?)
+            let pg = Arc::new(PgStore::connect(pg).await?);
+            (pg.clone(), Some(pg))
         }
         Some(other) => {
             return Err(ServeError::StoreUrl(crate::store::redact(other)));
@@ -254,6 +283,12 @@ async fn run(p: Prepared, listener: TlsListener, conn: ConnOptions) {
     let verifier = p.tls.verifier.clone();
     let v = verifier.clone();
     p.state.add_readiness(Arc::new(move || v.crl_health()));
+    if let Some(t) = p.transport {
+        let crl = p.settings.crl_file.clone().map(|f| (f, verifier.reloads()));
+        if let Err(e) = t.start(&p.state, crl) {
+            tracing::error!(error = %e, "the AMQP transport did not start");
+        }
+    }
     let watcher = tokio::spawn(watch_crl(verifier.clone()));
     let shutdown = p.state.closing.subscribe();
     http::serve(

@@ -314,6 +314,56 @@ pub trait Notifier: Send + Sync + 'static {
     }
 }
 
+/// A delivery waiting in the outbox for the transport (RabbitMQ) to take it.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The message's place in the log: the outbox is read in this order.
+    pub seq: i64,
+    pub recipient: MemberId,
+    pub sender: MemberId,
+    pub id: Uuid,
+    /// The stored envelope, as accepted.
+    pub envelope: String,
+}
+
+/// How much waits in the outbox, and since when.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Backlog {
+    pub count: u64,
+    pub oldest: Option<SystemTime>,
+}
+
+/// Proof that this node is the store's one relay; `lost` resolves when it no longer is (its
+/// database session ended), and dropping it lets another node take over.
+pub struct Leadership {
+    pub lost: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+/// Deliveries to members that a transport serves, written in the same commit as the accept
+/// ("transactional outbox"), and what the transport reports back.
+#[async_trait::async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    /// Waits until this node holds the relay's lock: one relay publishes at a time, so each
+    /// recipient gets its messages in order, and another node's relay takes over the moment
+    /// the holder's session ends (a crash included).
+    async fn lead(&self) -> Result<Leadership, StoreError>;
+    /// The oldest `limit` deliveries still to publish, in log order.
+    async fn outgoing(&self, limit: usize) -> Result<Vec<Outgoing>, StoreError>;
+    /// The broker confirmed these (log position, recipient): their status becomes delivered.
+    async fn published(&self, done: &[(i64, MemberId)]) -> Result<(), StoreError>;
+    /// The broker dead-lettered `recipient`'s copy of (sender, id) with `reason`; false when
+    /// there is no such delivery (already recorded, or purged).
+    async fn dead_lettered(
+        &self,
+        recipient: &MemberId,
+        sender: &MemberId,
+        id: Uuid,
+        dead: DeadLetter,
+        reason: &str,
+    ) -> Result<bool, StoreError>;
+    async fn backlog(&self) -> Result<Backlog, StoreError>;
+}
+
 /// A whole backend: the log, the queues and the signals between nodes.
 #[async_trait::async_trait]
 pub trait Store: MessageLog + DeliveryQueue + Notifier {

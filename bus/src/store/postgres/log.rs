@@ -25,7 +25,7 @@ const INSERT: &str = "
       ON CONFLICT (sender, id) DO NOTHING RETURNING seq)
     , d AS (
       INSERT INTO deliveries(recipient, msg_seq, msg_id, state, ord)
-      SELECT r, m.seq, $2, 'pending', o
+      SELECT r, m.seq, $2, CASE WHEN r = ANY($8::text[]) THEN 'outbox' ELSE 'pending' END, o
       FROM m, unnest($7::text[]) WITH ORDINALITY AS u(r, o))
     SELECT seq FROM m";
 
@@ -35,6 +35,7 @@ async fn insert_one(
     c: &impl GenericClient,
     insert: &Statement,
     m: &NewMessage,
+    relayed: &[String],
 ) -> Result<Option<(Appended, Option<i64>)>, StoreError> {
     let recipients: Vec<&str> = m.recipients.iter().map(|r| r.as_str()).collect();
     let row = c
@@ -48,6 +49,7 @@ async fn insert_one(
                 &m.envelope,
                 &m.warnings,
                 &recipients,
+                &relayed,
             ],
         )
         .await
@@ -79,7 +81,7 @@ impl MessageLog for PgStore {
         {
             // One statement is its own transaction: one round trip and one commit.
             let client: &tokio_postgres::Client = &c;
-            return Ok(match insert_one(client, &insert, m).await? {
+            return Ok(match insert_one(client, &insert, m, &self.relayed).await? {
                 Some((appended, _)) => AppendOutcome::Stored(vec![appended]),
                 None => AppendOutcome::Conflict(0),
             });
@@ -88,7 +90,7 @@ impl MessageLog for PgStore {
         let mut results = Vec::with_capacity(batch.len());
         let mut feed: Vec<(&str, i64)> = Vec::new();
         for (i, m) in batch.iter().enumerate() {
-            let Some((appended, seq)) = insert_one(&*tx, &insert, m).await? else {
+            let Some((appended, seq)) = insert_one(&*tx, &insert, m, &self.relayed).await? else {
                 return Ok(AppendOutcome::Conflict(i)); // dropping `tx` rolls it back
             };
             if let Some(seq) = seq.filter(|_| m.to_feed) {
@@ -270,8 +272,8 @@ impl MessageLog for PgStore {
             .map(|r| DeliveryStatus {
                 recipient: r.get(0),
                 state: match r.get::<_, &str>(1) {
-                    "pending" => DeliveryState::Pending,
-                    "leased" => DeliveryState::Delivered,
+                    "pending" | "outbox" => DeliveryState::Pending,
+                    "leased" | "published" => DeliveryState::Delivered,
                     "acked" => DeliveryState::Acked,
                     _ => DeliveryState::DeadLettered,
                 },

@@ -17,6 +17,7 @@
 
 mod log;
 mod notify;
+mod outbox;
 mod queue;
 mod schema;
 
@@ -46,6 +47,9 @@ pub struct PgOptions {
     pub retention: Duration,
     /// How often this node looks for messages past retention.
     pub purge_every: Duration,
+    /// Members a transport serves (`delivery = "amqp"` with `--amqp`): their deliveries start
+    /// in the outbox instead of an inbox to lease from.
+    pub relayed: Vec<MemberId>,
 }
 
 impl PgOptions {
@@ -56,12 +60,15 @@ impl PgOptions {
             timeout: Duration::from_secs(2),
             retention: Duration::from_secs(30 * 24 * 3600),
             purge_every: Duration::from_secs(60),
+            relayed: Vec::new(),
         }
     }
 }
 
 pub struct PgStore {
     pool: Pool,
+    config: tokio_postgres::Config,
+    relayed: Vec<String>,
     timeout: Duration,
     outgoing: mpsc::Sender<Signal>,
     incoming: Mutex<Option<mpsc::Receiver<Signal>>>,
@@ -152,9 +159,11 @@ impl PgStore {
             .recycle_timeout(Some(opts.timeout))
             .build()
             .map_err(unavailable)?;
-        let (outgoing, incoming) = notify::start(config, pool.clone(), channel);
+        let (outgoing, incoming) = notify::start(config.clone(), pool.clone(), channel);
         tokio::spawn(queue::purge(pool.clone(), opts.retention, opts.purge_every));
         Ok(PgStore {
+            relayed: opts.relayed.iter().map(|m| m.to_string()).collect(),
+            config: config.clone(),
             pool,
             timeout: opts.timeout,
             outgoing,

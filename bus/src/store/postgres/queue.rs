@@ -217,7 +217,7 @@ pub(super) async fn purge(pool: Pool, retention: Duration, every: Duration) {
                        SELECT seq FROM messages m
                        WHERE accepted_at < now() - $1::float8 * interval '1 second'
                          AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_seq = m.seq
-                                           AND d.state IN ('pending', 'leased'))
+                                           AND d.state IN ('pending', 'leased', 'outbox'))
                        ORDER BY accepted_at LIMIT 1000 FOR UPDATE SKIP LOCKED)",
                     &[&secs],
                 )

@@ -51,6 +51,14 @@ CREATE TABLE feed(
 CREATE INDEX feed_by_type ON feed(type, seq);
 CREATE INDEX feed_by_message ON feed(msg_seq);
 ",
+    // 2: deliveries to members served by RabbitMQ start in the outbox ('outbox'), and are
+    // 'published' once the broker confirms them; the relay reads the outbox in order.
+    "
+ALTER TABLE deliveries DROP CONSTRAINT deliveries_state_check;
+ALTER TABLE deliveries ADD CONSTRAINT deliveries_state_check
+    CHECK (state IN ('pending', 'leased', 'acked', 'dead', 'outbox', 'published'));
+CREATE INDEX outbox_open ON deliveries(msg_seq) WHERE state = 'outbox';
+",
 ];
 
 /// The schema this binary writes.

@@ -1,0 +1,133 @@
+//! The outbox on PostgreSQL: deliveries to members served by RabbitMQ are rows in state
+//! `outbox`, written by the accept's own statement, so a 202 and the duty to publish commit
+//! together. One relay at a time (a session advisory lock) reads them in log order.
+
+use std::time::{Duration, SystemTime};
+
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+use super::{PgStore, dead_word, member, pg_error};
+use crate::identity::MemberId;
+use crate::store::{Backlog, DeadLetter, Leadership, Outbox, Outgoing, StoreError};
+
+/// Key of the session lock the relaying node holds.
+const RELAY_LOCK: i64 = 0x5349_4d50_554c_0002;
+
+#[async_trait::async_trait]
+impl Outbox for PgStore {
+    async fn lead(&self) -> Result<Leadership, StoreError> {
+        // A connection of its own: the lock lives as long as this session, and a node that
+        // dies (or loses its database) loses it with the session.
+        let (client, connection) = self.config.connect(NoTls).await.map_err(pg_error)?;
+        let mut driver = tokio::spawn(connection);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = &mut driver => return Err(StoreError::Unavailable("PostgreSQL: the relay's session ended".into())),
+            }
+            let held: bool = client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&RELAY_LOCK])
+                .await
+                .map_err(pg_error)?
+                .get(0);
+            if held {
+                break;
+            }
+        }
+        Ok(Leadership {
+            lost: Box::pin(async move {
+                let _client = client; // the session, and with it the lock
+                let _ = driver.await;
+            }),
+        })
+    }
+
+    async fn outgoing(&self, limit: usize) -> Result<Vec<Outgoing>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT d.msg_seq, d.recipient, m.sender, m.id, m.envelope
+                 FROM deliveries d JOIN messages m ON m.seq = d.msg_seq
+                 WHERE d.state = 'outbox' ORDER BY d.msg_seq, d.ord LIMIT $1",
+                &[&(limit as i64)],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Outgoing {
+                    seq: r.get(0),
+                    recipient: member(r.get(1))?,
+                    sender: member(r.get(2))?,
+                    id: r.get(3),
+                    envelope: r.get(4),
+                })
+            })
+            .collect()
+    }
+
+    async fn published(&self, done: &[(i64, MemberId)]) -> Result<(), StoreError> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let (seqs, recipients): (Vec<i64>, Vec<&str>) =
+            done.iter().map(|(s, r)| (*s, r.as_str())).unzip();
+        let c = self.client().await?;
+        c.execute(
+            "UPDATE deliveries d SET state = 'published', attempts = d.attempts + 1
+             FROM unnest($1::bigint[], $2::text[]) AS u(seq, recipient)
+             WHERE d.msg_seq = u.seq AND d.recipient = u.recipient AND d.state = 'outbox'",
+            &[&seqs, &recipients],
+        )
+        .await
+        .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn dead_lettered(
+        &self,
+        recipient: &MemberId,
+        sender: &MemberId,
+        id: Uuid,
+        dead: DeadLetter,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "UPDATE deliveries d SET state = 'dead', dead = $4, reason = $5
+                 FROM messages m
+                 WHERE m.seq = d.msg_seq AND m.sender = $2 AND m.id = $3
+                   AND d.recipient = $1 AND d.state IN ('outbox', 'published')",
+                &[
+                    &recipient.as_str(),
+                    &sender.as_str(),
+                    &id,
+                    &dead_word(dead),
+                    &reason,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(n > 0)
+    }
+
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "SELECT count(*), min(m.accepted_at)
+                 FROM deliveries d JOIN messages m ON m.seq = d.msg_seq
+                 WHERE d.state = 'outbox'",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(Backlog {
+            count: row.get::<_, i64>(0) as u64,
+            oldest: row.get::<_, Option<SystemTime>>(1),
+        })
+    }
+}
