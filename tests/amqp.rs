@@ -96,7 +96,8 @@ async fn a_member_consumes_natively_with_its_certificate_in_cloudevents_binary_m
     let vhost = broker.fresh_vhost();
     let bus = Bus::start_with_amqp(broker, &vhost, &[HR], &[]);
     assert!(
-        bus.wait_for_log("relays the outbox").await,
+        bus.wait_for_log_within("relays the outbox", Duration::from_secs(30))
+            .await,
         "the relay never started"
     );
     let conn = broker.connect_as(&vhost, &bus.certs(), HR).await.unwrap();
@@ -154,7 +155,10 @@ async fn a_member_may_only_read_its_own_queues() {
     let broker = amqp::shared();
     let vhost = broker.fresh_vhost();
     let bus = Bus::start_with_amqp(broker, &vhost, &[HR, PORTAL], &[]);
-    assert!(bus.wait_for_log("relays the outbox").await);
+    assert!(
+        bus.wait_for_log_within("relays the outbox", Duration::from_secs(30))
+            .await
+    );
     let conn = broker.connect_as(&vhost, &bus.certs(), HR).await.unwrap();
     let refused = |e: lapin::Error| {
         let text = e.to_string();
@@ -215,7 +219,10 @@ async fn what_the_broker_dead_letters_reaches_the_senders_status_with_its_reason
     let broker = amqp::shared();
     let vhost = broker.fresh_vhost();
     let bus = Bus::start_with_amqp(broker, &vhost, &[HR], &["--max-attempts", "2"]);
-    assert!(bus.wait_for_log("relays the outbox").await);
+    assert!(
+        bus.wait_for_log_within("relays the outbox", Duration::from_secs(30))
+            .await
+    );
     let conn = broker.connect_as(&vhost, &bus.certs(), HR).await.unwrap();
     let mut inbox = consume(&conn.create_channel().await.unwrap(), HR_QUEUE)
         .await
@@ -261,7 +268,10 @@ async fn a_revoked_member_loses_its_open_connection_and_cannot_come_back() {
     let vhost = broker.fresh_vhost();
     let crl = broker.crl.to_string_lossy().into_owned();
     let bus = Bus::start_with_amqp(broker, &vhost, &[HR], &["--amqp-crl", &crl]);
-    assert!(bus.wait_for_log("relays the outbox").await);
+    assert!(
+        bus.wait_for_log_within("relays the outbox", Duration::from_secs(30))
+            .await
+    );
     let conn = broker.connect_as(&vhost, &bus.certs(), HR).await.unwrap();
     let _inbox = consume(&conn.create_channel().await.unwrap(), HR_QUEUE)
         .await
@@ -337,7 +347,10 @@ async fn every_message_arrives_across_a_broker_restart_and_a_broker_kill() {
     let broker = Broker::private();
     let vhost = broker.fresh_vhost();
     let bus = Bus::start_with_amqp(&broker, &vhost, &[HR], &[]);
-    assert!(bus.wait_for_log("relays the outbox").await);
+    assert!(
+        bus.wait_for_log_within("relays the outbox", Duration::from_secs(30))
+            .await
+    );
     let mut sent = stream(&bus, 500).await;
     broker.stop(false); // a restart, mid-stream
     sent.extend(stream(&bus, 500).await); // accepts go on into the outbox
@@ -360,14 +373,16 @@ async fn when_the_relaying_node_is_killed_another_node_finishes_the_job() {
     let vhost = broker.fresh_vhost();
     let mut a = Bus::start_with_amqp(broker, &vhost, &[HR], &[]);
     assert!(
-        a.wait_for_log("relays the outbox").await,
+        a.wait_for_log_within("relays the outbox", Duration::from_secs(30))
+            .await,
         "the first node relays"
     );
     let b = a.another_node();
     let mut sent = stream(&b, 1000).await;
     a.kill9();
     assert!(
-        b.wait_for_log("relays the outbox").await,
+        b.wait_for_log_within("relays the outbox", Duration::from_secs(30))
+            .await,
         "the second node took over"
     );
     sent.extend(stream(&b, 1000).await);

@@ -305,10 +305,12 @@ impl Bus {
 
     /// Waits until the running bus has logged a line containing `text`.
     pub async fn wait_for_log(&self, text: &str) -> bool {
-        wait_until(Duration::from_secs(10), || async {
-            self.logs.lock().unwrap().contains(text)
-        })
-        .await
+        self.wait_for_log_within(text, Duration::from_secs(10))
+            .await
+    }
+
+    pub async fn wait_for_log_within(&self, text: &str, limit: Duration) -> bool {
+        wait_until(limit, || async { self.logs.lock().unwrap().contains(text) }).await
     }
 
     pub fn client(&self, member: &str) -> Client {

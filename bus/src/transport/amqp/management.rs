@@ -171,19 +171,30 @@ impl Management {
         Ok(queues.into_iter().map(|q| q.name).collect())
     }
 
-    /// Closes `user`'s connections to `vhost`; returns how many there were.
+    /// Closes `user`'s connections to `vhost`; returns how many there were. The per-user list
+    /// comes from the broker's connection tracking, which knows a connection the moment it
+    /// opens; closing one by name goes through the statistics, which learn of it only at
+    /// their next interval (`collect_statistics_interval`), so a name not known there yet is
+    /// tried again for up to 10 s.
     pub async fn close_connections(&self, vhost: &str, user: &str) -> Result<usize, AmqpError> {
-        let conns: Vec<Conn> = self.get("connections?columns=name,user,vhost").await?;
-        let mut n = 0;
-        for c in conns.iter().filter(|c| c.user == user && c.vhost == vhost) {
-            self.call(
-                Method::DELETE,
-                &format!("connections/{}", segment(&c.name)),
-                None,
-            )
+        let conns: Vec<Conn> = self
+            .get(&format!("connections/username/{}", segment(user)))
             .await?;
-            n += 1;
+        let ours: Vec<&Conn> = conns
+            .iter()
+            .filter(|c| c.user == user && c.vhost == vhost)
+            .collect();
+        for c in &ours {
+            let path = format!("connections/{}", segment(&c.name));
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            while self.call(Method::DELETE, &path, None).await?.is_none() {
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(connection = %c.name, user, "the broker never listed this connection; not closed");
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
         }
-        Ok(n)
+        Ok(ours.len())
     }
 }
