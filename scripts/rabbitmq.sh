@@ -123,9 +123,11 @@ start_rabbitmq() {
     write_rabbitmq_config
     (
         rmq_env
-        # epmd started by us, so it can be stopped by its PID: it outlives the node.
+        # epmd started by us, and listening before the node starts (else the node starts a
+        # daemon of its own that nothing stops): it outlives the node, so stop() kills it.
         setsid epmd -port "$ERL_EPMD_PORT" -address 127.0.0.1 >/dev/null 2>&1 9>&- &
         echo $! >"$RMQ/epmd.pid"
+        for _ in $(seq 1 100); do port_free "$ERL_EPMD_PORT" || break; sleep 0.05; done
         setsid "$RMQ_LIB/rabbitmq-server" >"$RMQ/log/console.log" 2>&1 9>&- </dev/null &
         echo $! >"$RMQ/server.pid"
     )
@@ -148,22 +150,38 @@ print_rabbitmq_env() {
     echo "export SIMPUL_AMQP_CRL=$RMQ/crl/$(openssl x509 -hash -noout -in "$PKI/ca.pem").r0"
 }
 
+# The processes of this node: the server script, the Erlang VM it started (which does not
+# carry the node name on its command line, but does carry -home $RMQ), and every epmd on this
+# node's epmd port.
+rmq_pids() {
+    local p epmd
+    cat "$RMQ/server.pid" 2>/dev/null || true
+    pgrep -f -- "-home $RMQ -" || true
+    epmd=$(rmq_port 5)
+    cat "$RMQ/epmd.pid" 2>/dev/null || true
+    for p in $(pgrep -x epmd); do
+        if { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qx "ERL_EPMD_PORT=$epmd"; then
+            echo "$p"
+        fi
+    done
+}
+
 stop_rabbitmq() {
-    [ -f "$RMQ/server.pid" ] || return 0
-    # The node is the beam process the server script started; its -sname names it.
-    local pids
-    pids="$(cat "$RMQ/server.pid") $(pgrep -f -- "simpul-$(rmq_port 1)@localhost" || true)"
-    local signal=TERM
+    [ -f "$RMQ/ports" ] || return 0
+    local pids signal=TERM p alive
+    pids=$(rmq_pids | sort -u)
     [ "${1:-}" = "--immediate" ] && signal=KILL
+    # The VM stops cleanly on SIGTERM; epmd and the script go with it or with this.
     # shellcheck disable=SC2086
-    kill -"$signal" $pids 2>/dev/null || true
-    local p alive
+    [ -n "$pids" ] && kill -"$signal" $pids 2>/dev/null
     for _ in $(seq 1 300); do
         alive=
         for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
         [ -z "$alive" ] && break
         sleep 0.1
     done
-    [ -f "$RMQ/epmd.pid" ] && kill "$(cat "$RMQ/epmd.pid")" 2>/dev/null || true
+    # shellcheck disable=SC2086
+    [ -n "$alive" ] && kill -KILL $pids 2>/dev/null
     rm -f "$RMQ/server.pid" "$RMQ/epmd.pid"
+    return 0
 }

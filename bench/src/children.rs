@@ -30,6 +30,7 @@ pub fn bus(
     data: PathBuf,
     max_body: usize,
     store: Option<String>,
+    amqp: Option<(String, String)>,
 ) -> anyhow::Result<()> {
     let opts = ServeOptions {
         registry,
@@ -41,6 +42,14 @@ pub fn bus(
             ..ApiConfig::default()
         },
         store,
+        amqp: amqp.map(|(url, management)| bus::transport::amqp::AmqpOptions {
+            url,
+            management,
+            ca: PathBuf::new(),
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            crl_copy: None,
+        }),
         // Otherwise `simpul serve`'s defaults.
         ..ServeOptions::default()
     };

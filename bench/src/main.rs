@@ -9,6 +9,7 @@ mod conn;
 mod generate;
 mod load;
 mod payload;
+mod peer;
 mod plot;
 mod recheck;
 mod report;
@@ -36,7 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one scenario and its echo ceiling; one JSON line per result on stdout.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Draw the PNG of throughput and p99 against offered load from `sweep` JSON lines.
     Plot {
         /// Files with JSON lines from `run --scenario sweep`.
@@ -70,6 +71,11 @@ enum Command {
         /// A PostgreSQL store (`--store` of `simpul serve`).
         #[arg(long)]
         store: Option<String>,
+        /// RabbitMQ as the transport (`--amqp` of `simpul serve`), with its management API.
+        #[arg(long, requires = "amqp_management")]
+        amqp: Option<String>,
+        #[arg(long)]
+        amqp_management: Option<String>,
     },
     /// (internal) The no-op mTLS echo server: the ceiling.
     #[command(hide = true)]
@@ -83,7 +89,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// accept | sweep | e2e | query | batch | growth | payload | backlog | coldstart | scaleout
+    /// accept | sweep | e2e | query | batch | growth | payload | backlog | coldstart | scaleout |
+    /// peer | amqp-e2e
     #[arg(long)]
     scenario: String,
     /// Measured seconds per load run (after the warm-up).
@@ -137,6 +144,21 @@ struct RunArgs {
     /// Node counts for `scaleout`.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     nodes: Vec<usize>,
+    /// The broker for `peer` and `amqp-e2e`: amqps://HOST:PORT (as `scripts/services start`
+    /// prints it in SIMPUL_AMQP; its vhost is ignored, each run makes its own).
+    #[arg(long, env = "SIMPUL_AMQP")]
+    amqp: Option<String>,
+    #[arg(long, env = "SIMPUL_AMQP_MANAGEMENT")]
+    amqp_management: Option<String>,
+    /// The PKI whose CA the broker trusts (SIMPUL_AMQP_CERTS).
+    #[arg(long, env = "SIMPUL_AMQP_CERTS")]
+    amqp_certs: Option<PathBuf>,
+    /// Publishes in flight per channel for `peer` (the best is reported).
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,5000")]
+    windows: Vec<usize>,
+    /// Channels (each on its own connection) for `peer`.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    channels: Vec<usize>,
     /// Registry for accept/sweep/e2e/query/batch/backlog (default: the repository's).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../registry.toml"))]
     registry: PathBuf,
@@ -163,6 +185,11 @@ impl RunArgs {
             max_body: self.max_body,
             store: self.store.clone(),
             nodes: self.nodes.clone(),
+            amqp: self.amqp.clone(),
+            amqp_management: self.amqp_management.clone(),
+            amqp_certs: self.amqp_certs.clone(),
+            windows: self.windows.clone(),
+            channels: self.channels.clone(),
         }
     }
 }
@@ -196,7 +223,16 @@ fn main() -> anyhow::Result<()> {
             data,
             max_body,
             store,
-        } => children::bus(registry, certs, data, max_body, store),
+            amqp,
+            amqp_management,
+        } => children::bus(
+            registry,
+            certs,
+            data,
+            max_body,
+            store,
+            amqp.zip(amqp_management),
+        ),
         Command::Echo { certs, instance } => children::echo(&certs, &instance),
         Command::Recheck { iterations } => recheck::run(iterations),
     }

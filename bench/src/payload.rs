@@ -48,7 +48,26 @@ impl Template {
     /// One event of `type_` whose body is exactly `size` bytes (or the smallest valid body
     /// when `size` is smaller), padded with `pad_field` of `data`, at most `pad_max` chars.
     pub fn sized(type_: &str, data: Value, pad_field: &str, pad_max: usize, size: usize) -> Self {
-        let ev = |data: Value| json!({ "specversion": "1.0", "id": PLACEHOLDER, "type": type_, "data": data });
+        Self::sized_to(None, type_, data, pad_field, pad_max, size)
+    }
+
+    /// As [`Template::sized`], addressed `to` a member when given.
+    pub fn sized_to(
+        to: Option<&str>,
+        type_: &str,
+        data: Value,
+        pad_field: &str,
+        pad_max: usize,
+        size: usize,
+    ) -> Self {
+        let ev = |data: Value| {
+            let mut ev =
+                json!({ "specversion": "1.0", "id": PLACEHOLDER, "type": type_, "data": data });
+            if let Some(to) = to {
+                ev["to"] = Value::String(to.to_owned());
+            }
+            ev
+        };
         let base = serde_json::to_string(&ev(data.clone()))
             .unwrap_or_default()
             .len();
@@ -117,6 +136,23 @@ pub fn layanan(size: usize) -> Template {
         "layanan.permohonan",
         json!({ "nik": NIK, "layanan": "akta_kematian", "kontak": "0812 0000 1111" }),
         "keterangan",
+        1000,
+        size,
+    )
+}
+
+/// A status update from Dukcapil to the city portal (`layanan.status`, addressed with `to`),
+/// padded in its `catatan` field to `size` bytes: what the AMQP scenarios deliver.
+pub fn status_to_portal(size: usize) -> Template {
+    Template::sized_to(
+        Some("GOV/portal"),
+        "layanan.status",
+        json!({
+            "permohonan_id": "0192b8a0-0000-7000-8000-000000000001",
+            "layanan": "akta_kematian",
+            "status": "selesai",
+        }),
+        "catatan",
         1000,
         size,
     )

@@ -74,6 +74,14 @@ pub struct Line {
     pub store_ceiling_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio_to_store_ceiling: Option<f64>,
+    /// Publishes in flight per channel (`peer-rabbitmq`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<usize>,
+    /// The peer's rate in the same run (`peer`), and the ratio of `msgs_per_s` to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_msgs_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_peer: Option<f64>,
     /// 1-minute load average when the scenario started (other work on the machine).
     pub loadavg_1m: Option<f64>,
 }

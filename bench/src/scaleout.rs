@@ -23,7 +23,7 @@ use crate::scenarios::{DUKCAPIL, Env, Opts, PORTAL, Settle, consume};
 use crate::server::Server;
 
 /// A URL for a fresh schema on the PostgreSQL `base` names: every run starts empty.
-fn fresh(base: &str, tag: &str) -> String {
+pub(crate) fn fresh(base: &str, tag: &str) -> String {
     let sep = if base.contains('?') { '&' } else { '?' };
     let schema = format!("bench_{tag}_{}", uuid::Uuid::now_v7().simple());
     format!("{base}{sep}options=-csearch_path%3D{schema}")

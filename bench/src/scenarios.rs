@@ -52,6 +52,11 @@ pub struct Opts {
     pub max_body: usize,
     pub store: Option<String>,
     pub nodes: Vec<usize>,
+    pub amqp: Option<String>,
+    pub amqp_management: Option<String>,
+    pub amqp_certs: Option<PathBuf>,
+    pub windows: Vec<usize>,
+    pub channels: Vec<usize>,
 }
 
 impl Opts {
@@ -94,6 +99,63 @@ impl Env {
             registry: registry.to_owned(),
             instance: reg.instance.clone(),
         })
+    }
+
+    /// A copy of the repository's registry in which `amqp` members take `delivery = "amqp"`,
+    /// with a copy of `pki` (a CA a broker trusts, with its members' certificates).
+    pub(crate) fn with_broker_pki(
+        registry: &Path,
+        amqp: &[&str],
+        pki: &Path,
+    ) -> anyhow::Result<Env> {
+        let dir = tempfile::tempdir()?;
+        let schemas = registry.parent().unwrap_or(Path::new(".")).join("schemas");
+        let mut text = std::fs::read_to_string(registry)?.replace(
+            "schemas_dir = \"schemas\"",
+            &format!("schemas_dir = {schemas:?}"),
+        );
+        for m in amqp {
+            let line = format!("id = \"{m}\"\n");
+            anyhow::ensure!(text.contains(&line), "{m} is not in {}", registry.display());
+            text = text.replace(&line, &format!("{line}delivery = \"amqp\"\n"));
+        }
+        let copy = dir.path().join("registry.toml");
+        std::fs::write(&copy, text)?;
+        let reg = bus::registry::Registry::load(&copy)?;
+        let certs = dir.path().join("certs");
+        std::fs::create_dir_all(certs.join("members"))?;
+        for f in [
+            "ca.pem",
+            "ca.key",
+            "server.pem",
+            "server.key",
+            "crl.pem",
+            "revoked.txt",
+        ] {
+            std::fs::copy(pki.join(f), certs.join(f)).with_context(|| format!("copy {f}"))?;
+        }
+        for f in std::fs::read_dir(pki.join("members"))? {
+            let f = f?.path();
+            std::fs::copy(
+                &f,
+                certs
+                    .join("members")
+                    .join(f.file_name().unwrap_or_default()),
+            )?;
+        }
+        Ok(Env {
+            dir,
+            registry: copy,
+            instance: reg.instance.clone(),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn registry(&self) -> &Path {
+        &self.registry
     }
 
     /// A generated registry of `n` members and types; certificates for `GOV/m0`, `GOV/m1`.
@@ -662,6 +724,8 @@ pub const NAMES: &[&str] = &[
     "backlog",
     "coldstart",
     "scaleout",
+    "peer",
+    "amqp-e2e",
 ];
 
 pub async fn run(name: &str, o: &Opts) -> anyhow::Result<Vec<Line>> {
@@ -670,6 +734,8 @@ pub async fn run(name: &str, o: &Opts) -> anyhow::Result<Vec<Line>> {
         "sweep" => sweep(o).await,
         "e2e" => e2e(o).await,
         "scaleout" => crate::scaleout::run(o).await,
+        "peer" => crate::peer::peer(o).await,
+        "amqp-e2e" => crate::peer::amqp_e2e(o).await,
         "query" => query(o).await,
         "batch" => batch(o).await,
         "growth" => growth(o).await,

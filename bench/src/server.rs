@@ -46,6 +46,34 @@ impl Server {
         Server::spawn(cmd)
     }
 
+    /// Starts the bus on PostgreSQL with RabbitMQ as its transport (`amqp`: the broker's URL
+    /// with the vhost, and its management API).
+    pub fn bus_amqp(
+        registry: &Path,
+        certs: &Path,
+        data: &Path,
+        store: &str,
+        amqp: (&str, &str),
+    ) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.arg("bus")
+            .arg("--registry")
+            .arg(registry)
+            .arg("--certs")
+            .arg(certs)
+            .arg("--data")
+            .arg(data)
+            .args([
+                "--store",
+                store,
+                "--amqp",
+                amqp.0,
+                "--amqp-management",
+                amqp.1,
+            ]);
+        Server::spawn(cmd)
+    }
+
     /// Starts the echo ceiling with the same server certificate and CA.
     pub fn echo(certs: &Path, instance: &str) -> anyhow::Result<Self> {
         let mut cmd = Command::new(std::env::current_exe()?);
