@@ -148,6 +148,17 @@ rate = "0/s"
 [[member]]
 id = "XYZ/b"
 name = "bad class"
+[[member]]
+id = "GOV/c"
+name = "served over AMQP"
+delivery = "amqp"
+[[type]]
+name = "t.two"
+kind = "query"
+schema = "ok.v1"
+response_schema = "ok.v1"
+producers = ["GOV/a"]
+provider = "GOV/c"
 [[type]]
 name = "t.one"
 kind = "event"
@@ -177,6 +188,7 @@ producers = ["GOV/a"]
         "limits: rate \"fast\"",
         "burst is set without a rate",
         "rate \"0/s\"",
+        "provider GOV/c has delivery = \"amqp\"; queries are answered over HTTPS",
     ] {
         assert!(
             err.contains(expected),

@@ -35,6 +35,23 @@ async fn a_message_accepted_on_one_node_is_pulled_and_acked_through_another() {
     assert_eq!(again.body["status"], "duplicate");
 }
 
+#[test]
+fn nodes_started_at_the_same_moment_on_a_new_schema_all_start() {
+    // Each creates the schema if missing: that must not race (it once failed one of them on
+    // PostgreSQL's unique index of schema names).
+    let url = pg::fresh_url("together");
+    let nodes: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || Bus::start_on(url, &[]))
+        })
+        .collect();
+    for n in nodes {
+        let bus = n.join().expect("every node started");
+        assert!(bus.base.starts_with("https://"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_long_poll_on_one_node_is_woken_by_an_accept_on_another() {
     let a = Bus::start_on_postgres(&[]);
@@ -137,7 +154,7 @@ impl PrivatePostgres {
             .join("target/services")
             .join(format!("crash-{}", Uuid::now_v7().simple()));
         let pg = PrivatePostgres(dir);
-        let out = pg.run(&["start"]);
+        let out = pg.run(&["start", "postgres"]);
         let url = out
             .lines()
             .find_map(|l| l.strip_prefix("export SIMPUL_STORE="))
@@ -164,7 +181,7 @@ impl PrivatePostgres {
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let _ = Command::new(repo().join("scripts/services"))
-            .args(["stop", "--immediate"])
+            .args(["stop", "--immediate", "postgres"])
             .env("SIMPUL_SERVICES_DIR", &self.0)
             .output();
         let _ = std::fs::remove_dir_all(&self.0);
@@ -198,13 +215,13 @@ async fn a_postgres_crash_mid_stream_loses_no_202_and_the_bus_recovers_by_itself
         refused: 0,
     };
     t.take(20).await;
-    pg.run(&["stop", "--immediate"]);
+    pg.run(&["stop", "--immediate", "postgres"]);
     t.until_refused().await; // the outage is seen: 503s, never a 202 that is not durable
     let ready = c.request(Method::GET, "/readyz", None, None).await.unwrap();
     assert_status(&ready, 503);
     let why = ready.body["detail"].as_str().unwrap_or_default().to_owned();
     assert!(why.contains("PostgreSQL"), "{why}");
-    pg.run(&["start"]);
+    pg.run(&["start", "postgres"]);
     // Back by itself, with no restart of the bus: 20 more 202s.
     let before = t.accepted.len();
     tokio::time::timeout(Duration::from_secs(60), t.take(20))

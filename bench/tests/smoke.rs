@@ -96,3 +96,59 @@ fn growth_backlog_and_cold_start() {
     let l = run("coldstart", &["--schemas", "5"]);
     assert!(l[0]["ready_ms"].as_f64().unwrap_or(0.0) > 0.0);
 }
+
+/// The private services' exports (`scripts/services start` prints them), as flags.
+fn services() -> Vec<String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/services");
+    let out = Command::new(script)
+        .arg("start")
+        .output()
+        .expect("scripts/services");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let get = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_owned()
+    };
+    vec![
+        "--store".into(),
+        get("SIMPUL_STORE"),
+        "--amqp".into(),
+        get("SIMPUL_AMQP"),
+        "--amqp-management".into(),
+        get("SIMPUL_AMQP_MANAGEMENT"),
+        "--amqp-certs".into(),
+        get("SIMPUL_AMQP_CERTS"),
+    ]
+}
+
+#[test]
+fn the_peer_and_amqp_end_to_end() {
+    let flags = services();
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend(["--windows", "100", "--channels", "1"]);
+    let lines = run("peer", &args);
+    let names: Vec<&str> = lines
+        .iter()
+        .map(|l| l["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["peer-rabbitmq", "accept", "accept", "batch-100"]);
+    assert!(
+        lines[0]["msgs_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{}",
+        lines[0]
+    );
+    assert_served(&lines[1..]);
+    for l in &lines[1..] {
+        assert!(l["ratio_to_peer"].as_f64().is_some(), "{l}");
+    }
+    let lines = run("amqp-e2e", &args);
+    assert_eq!(lines[0]["scenario"], "amqp-e2e");
+    assert_served(&lines);
+}

@@ -134,7 +134,6 @@ impl PgStore {
         }
         let (mut client, connection) = config.connect(NoTls).await.map_err(pg_error)?;
         let driver = tokio::spawn(connection);
-        schema::create(&client).await?;
         schema::prepare(&mut client).await?;
         let channel: String = client
             .query_one("SELECT 'simpul:' || current_schema()", &[])

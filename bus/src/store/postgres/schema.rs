@@ -73,7 +73,7 @@ fn pg(e: tokio_postgres::Error) -> SchemaError {
 
 /// Creates the schema named first in the connection's `search_path` when it does not exist
 /// (`?options=-csearch_path%3Dsimpul` in the URL), so several buses can share one database.
-pub async fn create(c: &Client) -> Result<(), SchemaError> {
+async fn create(c: &Client) -> Result<(), SchemaError> {
     let current: Option<String> = c
         .query_one("SELECT current_schema()", &[])
         .await
@@ -104,12 +104,17 @@ pub async fn create(c: &Client) -> Result<(), SchemaError> {
         .map_err(pg)
 }
 
-/// Brings the schema of the connection's `search_path` to [`VERSION`].
+/// Creates the schema of the connection's `search_path` if needed and brings it to
+/// [`VERSION`], one node at a time: `CREATE SCHEMA IF NOT EXISTS` is not safe against a node
+/// starting at the same moment, so it runs under the lock too.
 pub async fn prepare(c: &mut Client) -> Result<(), SchemaError> {
     c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(pg)?;
-    let result = migrate(c).await;
+    let result = match create(c).await {
+        Ok(()) => migrate(c).await,
+        Err(e) => Err(e),
+    };
     c.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(pg)?;
