@@ -94,12 +94,7 @@ fn recipient<'a>(status: &'a Value, m: &str) -> &'a Value {
 async fn a_member_consumes_natively_with_its_certificate_in_cloudevents_binary_mode() {
     let broker = amqp::shared();
     let vhost = broker.fresh_vhost();
-    let bus = Bus::start_with_amqp(broker, &vhost, &[HR], &[]);
-    assert!(
-        bus.wait_for_log_within("relays the outbox", Duration::from_secs(30))
-            .await,
-        "the relay never started"
-    );
+    let bus = Bus::relaying(broker, &vhost, &[HR], &[]).await;
     let conn = broker.connect_as(&vhost, &bus.certs(), HR).await.unwrap();
     let mut inbox = consume(&conn.create_channel().await.unwrap(), HR_QUEUE)
         .await
@@ -154,11 +149,7 @@ async fn a_member_consumes_natively_with_its_certificate_in_cloudevents_binary_m
 async fn a_member_may_only_read_its_own_queues() {
     let broker = amqp::shared();
     let vhost = broker.fresh_vhost();
-    let bus = Bus::start_with_amqp(broker, &vhost, &[HR, PORTAL], &[]);
-    assert!(
-        bus.wait_for_log_within("relays the outbox", Duration::from_secs(30))
-            .await
-    );
+    let bus = Bus::relaying(broker, &vhost, &[HR, PORTAL], &[]).await;
     let conn = broker.connect_as(&vhost, &bus.certs(), HR).await.unwrap();
     let refused = |e: lapin::Error| {
         let text = e.to_string();
@@ -218,11 +209,7 @@ async fn a_member_may_only_read_its_own_queues() {
 async fn what_the_broker_dead_letters_reaches_the_senders_status_with_its_reason() {
     let broker = amqp::shared();
     let vhost = broker.fresh_vhost();
-    let bus = Bus::start_with_amqp(broker, &vhost, &[HR], &["--max-attempts", "2"]);
-    assert!(
-        bus.wait_for_log_within("relays the outbox", Duration::from_secs(30))
-            .await
-    );
+    let bus = Bus::relaying(broker, &vhost, &[HR], &["--max-attempts", "2"]).await;
     let conn = broker.connect_as(&vhost, &bus.certs(), HR).await.unwrap();
     let mut inbox = consume(&conn.create_channel().await.unwrap(), HR_QUEUE)
         .await
@@ -267,11 +254,7 @@ async fn a_revoked_member_loses_its_open_connection_and_cannot_come_back() {
     let broker = amqp::shared();
     let vhost = broker.fresh_vhost();
     let crl = broker.crl.to_string_lossy().into_owned();
-    let bus = Bus::start_with_amqp(broker, &vhost, &[HR], &["--amqp-crl", &crl]);
-    assert!(
-        bus.wait_for_log_within("relays the outbox", Duration::from_secs(30))
-            .await
-    );
+    let bus = Bus::relaying(broker, &vhost, &[HR], &["--amqp-crl", &crl]).await;
     let conn = broker.connect_as(&vhost, &bus.certs(), HR).await.unwrap();
     let _inbox = consume(&conn.create_channel().await.unwrap(), HR_QUEUE)
         .await
@@ -346,11 +329,7 @@ async fn receive_all(broker: &Broker, vhost: &str, bus: &Bus, want: &[Uuid]) -> 
 async fn every_message_arrives_across_a_broker_restart_and_a_broker_kill() {
     let broker = Broker::private();
     let vhost = broker.fresh_vhost();
-    let bus = Bus::start_with_amqp(&broker, &vhost, &[HR], &[]);
-    assert!(
-        bus.wait_for_log_within("relays the outbox", Duration::from_secs(30))
-            .await
-    );
+    let bus = Bus::relaying(&broker, &vhost, &[HR], &[]).await;
     let mut sent = stream(&bus, 500).await;
     broker.stop(false); // a restart, mid-stream
     sent.extend(stream(&bus, 500).await); // accepts go on into the outbox
@@ -371,12 +350,7 @@ async fn every_message_arrives_across_a_broker_restart_and_a_broker_kill() {
 async fn when_the_relaying_node_is_killed_another_node_finishes_the_job() {
     let broker = amqp::shared();
     let vhost = broker.fresh_vhost();
-    let mut a = Bus::start_with_amqp(broker, &vhost, &[HR], &[]);
-    assert!(
-        a.wait_for_log_within("relays the outbox", Duration::from_secs(30))
-            .await,
-        "the first node relays"
-    );
+    let mut a = Bus::relaying(broker, &vhost, &[HR], &[]).await;
     let b = a.another_node();
     let mut sent = stream(&b, 1000).await;
     a.kill9();

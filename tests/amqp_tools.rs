@@ -59,11 +59,7 @@ fn sync(bus: &Bus, broker: &amqp::Broker, vhost: &str, registry: &std::path::Pat
 async fn amqp_sync_prints_what_it_changes_and_a_removed_member_loses_its_access() {
     let broker = amqp::shared();
     let vhost = broker.fresh_vhost();
-    let bus = Bus::start_with_amqp(broker, &vhost, &[HR, PORTAL], &[]);
-    assert!(
-        bus.wait_for_log_within("relays the outbox", Duration::from_secs(30))
-            .await
-    );
+    let bus = Bus::relaying(broker, &vhost, &[HR, PORTAL], &[]).await;
     assert_eq!(
         sync(&bus, broker, &vhost, &bus.registry).trim(),
         "RabbitMQ already matches the registry"
@@ -121,11 +117,7 @@ fn python_consumer() -> String {
 async fn the_readme_python_consumer_receives_and_deduplicates() {
     let broker = amqp::shared();
     let vhost = broker.fresh_vhost();
-    let bus = Bus::start_with_amqp(broker, &vhost, &[HR], &[]);
-    assert!(
-        bus.wait_for_log_within("relays the outbox", Duration::from_secs(30))
-            .await
-    );
+    let bus = Bus::relaying(broker, &vhost, &[HR], &[]).await;
     let events: Vec<Value> = [NIK, NIK2, NIK].iter().map(|n| death(n)).collect();
     let dukcapil = bus.client(DUKCAPIL);
     for ev in &events {

@@ -123,17 +123,9 @@ impl Env {
         std::fs::write(&copy, text)?;
         let reg = bus::registry::Registry::load(&copy)?;
         let certs = dir.path().join("certs");
+        bus::pki::copy_authority(pki, &certs)?;
+        // The load generator needs its members' certificates before the bus starts.
         std::fs::create_dir_all(certs.join("members"))?;
-        for f in [
-            "ca.pem",
-            "ca.key",
-            "server.pem",
-            "server.key",
-            "crl.pem",
-            "revoked.txt",
-        ] {
-            std::fs::copy(pki.join(f), certs.join(f)).with_context(|| format!("copy {f}"))?;
-        }
         for f in std::fs::read_dir(pki.join("members"))? {
             let f = f?.path();
             std::fs::copy(

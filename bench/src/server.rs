@@ -30,16 +30,8 @@ impl Server {
         max_body: usize,
         store: Option<&str>,
     ) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.arg("bus")
-            .arg("--registry")
-            .arg(registry)
-            .arg("--certs")
-            .arg(certs)
-            .arg("--data")
-            .arg(data)
-            .arg("--max-body")
-            .arg(max_body.to_string());
+        let mut cmd = Server::bus_command(registry, certs, data)?;
+        cmd.arg("--max-body").arg(max_body.to_string());
         if let Some(url) = store {
             cmd.arg("--store").arg(url);
         }
@@ -55,6 +47,20 @@ impl Server {
         store: &str,
         amqp: (&str, &str),
     ) -> anyhow::Result<Self> {
+        let mut cmd = Server::bus_command(registry, certs, data)?;
+        cmd.args([
+            "--store",
+            store,
+            "--amqp",
+            amqp.0,
+            "--amqp-management",
+            amqp.1,
+        ]);
+        Server::spawn(cmd)
+    }
+
+    /// `simpul-bench bus` (this binary) on a registry, a PKI and a data dir.
+    fn bus_command(registry: &Path, certs: &Path, data: &Path) -> anyhow::Result<Command> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg("bus")
             .arg("--registry")
@@ -62,16 +68,8 @@ impl Server {
             .arg("--certs")
             .arg(certs)
             .arg("--data")
-            .arg(data)
-            .args([
-                "--store",
-                store,
-                "--amqp",
-                amqp.0,
-                "--amqp-management",
-                amqp.1,
-            ]);
-        Server::spawn(cmd)
+            .arg(data);
+        Ok(cmd)
     }
 
     /// Starts the echo ceiling with the same server certificate and CA.

@@ -104,6 +104,24 @@ pub fn member_paths(dir: &Path, member: &MemberId) -> IssuedPaths {
     }
 }
 
+/// Copies a development CA (its key, the server certificate and the CRL with its revocations)
+/// into `to`, without the member certificates: a bus started on the copy issues its own
+/// members, signed by the same CA. For several buses that one broker must trust (tests,
+/// benchmarks); a real deployment shares one PKI instead.
+pub fn copy_authority(from: &Path, to: &Path) -> Result<(), PkiError> {
+    fs::create_dir_all(to).map_err(|source| PkiError::Io {
+        path: to.to_owned(),
+        source,
+    })?;
+    for f in [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, CRL, REVOKED] {
+        fs::copy(from.join(f), to.join(f)).map_err(|source| PkiError::Io {
+            path: from.join(f),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// A loaded development CA, able to sign member certificates and CRLs.
 pub struct DevCa {
     dir: PathBuf,

@@ -130,9 +130,26 @@ impl Bus {
     }
 
     /// Starts a bus on a PostgreSQL schema of its own with RabbitMQ (`broker`, in `vhost`) as
-    /// the transport for `amqp_members`. Its PKI is a copy of the broker's, so the broker
-    /// trusts its members; `extra` flags follow.
-    pub fn start_with_amqp(
+    /// the transport for `amqp_members`, and waits until it relays (it has synced the broker).
+    /// Its PKI is a copy of the broker's, so the broker trusts its members; `extra` flags
+    /// follow.
+    pub async fn relaying(
+        broker: &amqp::Broker,
+        vhost: &str,
+        amqp_members: &[&str],
+        extra: &[&str],
+    ) -> Bus {
+        let mut bus = Bus::start_with_amqp(broker, vhost, amqp_members, extra);
+        if !bus
+            .wait_for_log_within("relays the outbox", Duration::from_secs(30))
+            .await
+        {
+            panic!("the bus never started relaying: {}", bus.logs());
+        }
+        bus
+    }
+
+    fn start_with_amqp(
         broker: &amqp::Broker,
         vhost: &str,
         amqp_members: &[&str],
@@ -153,17 +170,7 @@ impl Bus {
         }
         std::fs::write(&registry, text).unwrap();
         let mut bus = Bus::unstarted(&registry, extra, None);
-        std::fs::create_dir_all(&bus.certs).unwrap();
-        for f in [
-            "ca.pem",
-            "ca.key",
-            "server.pem",
-            "server.key",
-            "crl.pem",
-            "revoked.txt",
-        ] {
-            std::fs::copy(broker.pki.join(f), bus.certs.join(f)).expect("copy the broker's PKI");
-        }
+        bus::pki::copy_authority(&broker.pki, &bus.certs).expect("copy the broker's PKI");
         bus.args.extend([
             "--amqp".to_owned(),
             format!("{}/{vhost}", broker.base),
