@@ -166,3 +166,68 @@ async fn the_readme_python_consumer_receives_and_deduplicates() {
         assert!(g["data"]["nik"].is_string());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_the_broker_cannot_route_waits_in_the_outbox_until_its_queue_is_back() {
+    let broker = amqp::shared();
+    let vhost = broker.fresh_vhost();
+    let bus = Bus::relaying(broker, &vhost, &[HR], &[]).await;
+    // An operator deletes the member's queue by mistake.
+    let mut api = reqwest::Url::parse(&broker.management).unwrap();
+    let (user, password) = (
+        api.username().to_owned(),
+        api.password().unwrap().to_owned(),
+    );
+    api.set_username("").unwrap();
+    api.set_password(None).unwrap();
+    let queue = format!("{api}api/queues/{vhost}/simpul.inbox.GOV%2Fbkpsdm%2Fhr");
+    let deleted = reqwest::Client::new()
+        .delete(&queue)
+        .basic_auth(&user, Some(&password))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+
+    // Published `mandatory`, returned unroutable: not delivered, kept.
+    let ev = death(NIK2);
+    assert_status(&bus.client(DUKCAPIL).send(&ev).await.unwrap(), 202);
+    assert!(
+        bus.wait_for_log("kept in the outbox").await,
+        "the relay never saw the return"
+    );
+    let st = bus.client(DUKCAPIL).status(id_of(&ev)).await.unwrap().body;
+    let hr = st["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["recipient"] == HR)
+        .unwrap();
+    assert_eq!(hr["state"], "pending", "{st:#}");
+
+    // The queue comes back: the relay delivers what waited.
+    sync(&bus, broker, &vhost, &bus.registry);
+    let conn = broker.connect_as(&vhost, &bus.certs(), HR).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut c = ch
+        .basic_consume(
+            "simpul.inbox.GOV/bkpsdm/hr".into(),
+            "".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let d = tokio::time::timeout(
+        Duration::from_secs(20),
+        futures_util::StreamExt::next(&mut c),
+    )
+    .await
+    .expect("delivered once the queue is back")
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        d.properties.message_id().as_ref().unwrap().as_str(),
+        id_of(&ev).to_string()
+    );
+}

@@ -28,8 +28,9 @@ fn text(s: &str) -> AMQPValue {
 }
 
 /// The quorum queue's arguments: a message delivered `max_attempts` times without an ack is
-/// dead-lettered, at least once, and a full queue refuses publishes (so the relay keeps
-/// them in the outbox) instead of dropping the oldest.
+/// dead-lettered, at least once; and should an operator limit the queue's length (a policy),
+/// a full queue refuses publishes, which the relay keeps in the outbox, instead of dropping
+/// the oldest (at-least-once dead-lettering requires it).
 pub fn inbox_arguments(max_attempts: u32) -> FieldTable {
     let mut args = FieldTable::default();
     args.insert("x-queue-type".into(), text("quorum"));
