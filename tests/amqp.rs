@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use common::amqp::{self, Broker};
@@ -48,37 +49,35 @@ fn header(d: &lapin::message::Delivery, name: &str) -> Option<String> {
 /// The status of `ev` as its sender sees it, once `cond` holds for it (20 s at most).
 async fn status_when(bus: &Bus, ev: &Value, cond: impl Fn(&Value) -> bool) -> Value {
     let c = bus.client(DUKCAPIL);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let last = c.status(id_of(ev)).await.unwrap().body;
-        if cond(&last) {
-            return last;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "status never got there: {last:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let last = Mutex::new(Value::Null);
+    let got_there = wait_until(Duration::from_secs(20), || async {
+        let status = c.status(id_of(ev)).await.unwrap().body;
+        let done = cond(&status);
+        *last.lock().unwrap() = status;
+        done
+    })
+    .await;
+    let last = last.into_inner().unwrap();
+    assert!(got_there, "status never got there: {last:#}");
+    last
 }
 
 /// `/readyz` once its answer contains `text`: its status code and body.
 async fn readyz_saying(bus: &Bus, text: &str) -> (u16, String) {
     let c = bus.client(DUKCAPIL);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    let last = Mutex::new((0, String::new()));
+    let said = wait_until(Duration::from_secs(20), || async {
         let res = c.http().get(c.url("/readyz")).send().await.unwrap();
         let code = res.status().as_u16();
         let body = res.text().await.unwrap();
-        if body.contains(text) {
-            return (code, body);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz: {code} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        let done = body.contains(text);
+        *last.lock().unwrap() = (code, body);
+        done
+    })
+    .await;
+    let (code, body) = last.into_inner().unwrap();
+    assert!(said, "/readyz: {code} {body}");
+    (code, body)
 }
 
 fn recipient<'a>(status: &'a Value, m: &str) -> &'a Value {
@@ -278,6 +277,32 @@ async fn stream(bus: &Bus, n: usize) -> Vec<Uuid> {
     ids
 }
 
+/// HR consuming its queue again, once the broker lets it (it may be restarting): the
+/// connection and channel must live as long as the consumer.
+async fn consume_again(
+    broker: &Broker,
+    vhost: &str,
+    bus: &Bus,
+) -> (lapin::Connection, Channel, Consumer) {
+    let slot = Mutex::new(None);
+    let consuming = wait_until(Duration::from_secs(120), || async {
+        let Ok(conn) = broker.connect_as(vhost, &bus.certs(), HR).await else {
+            return false;
+        };
+        let Ok(ch) = conn.create_channel().await else {
+            return false;
+        };
+        let Ok(c) = consume(&ch, HR_QUEUE).await else {
+            return false;
+        };
+        *slot.lock().unwrap() = Some((conn, ch, c));
+        true
+    })
+    .await;
+    assert!(consuming, "HR could not consume its queue again");
+    slot.into_inner().unwrap().expect("a consumer")
+}
+
 /// Consumes (and acks) from HR's queue, reconnecting while the broker is away, until every
 /// id in `want` arrived; returns how many deliveries that took (duplicates included).
 async fn receive_all(broker: &Broker, vhost: &str, bus: &Bus, want: &[Uuid]) -> usize {
@@ -292,16 +317,7 @@ async fn receive_all(broker: &Broker, vhost: &str, bus: &Bus, want: &[Uuid]) -> 
             got.len(),
             want.len()
         );
-        let Ok(conn) = broker.connect_as(vhost, &bus.certs(), HR).await else {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        };
-        let Ok(ch) = conn.create_channel().await else {
-            continue;
-        };
-        let Ok(mut c) = consume(&ch, HR_QUEUE).await else {
-            continue;
-        };
+        let (_conn, _ch, mut c) = consume_again(broker, vhost, bus).await;
         while got.len() < want.len() {
             let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_secs(5), c.next()).await
             else {
