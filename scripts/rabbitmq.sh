@@ -128,6 +128,9 @@ start_rabbitmq() {
         setsid epmd -port "$ERL_EPMD_PORT" -address 127.0.0.1 >/dev/null 2>&1 9>&- &
         echo $! >"$RMQ/epmd.pid"
         for _ in $(seq 1 100); do port_free "$ERL_EPMD_PORT" || break; sleep 0.05; done
+        # In its own directory: a node that dies writes its crash dumps (MnesiaCore.*) to its
+        # working directory, which would otherwise be the caller's (the repository).
+        cd "$RMQ"
         setsid "$RMQ_LIB/rabbitmq-server" >"$RMQ/log/console.log" 2>&1 9>&- </dev/null &
         echo $! >"$RMQ/server.pid"
     )

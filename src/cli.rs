@@ -47,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         command: AmqpCommand,
     },
+    /// The audit log: verify its chain and signatures offline, or export it for an auditor.
+    Audit {
+        #[command(subcommand)]
+        command: crate::audit::AuditCommand,
+    },
     /// Start a bus, the agency adapters and their simulators in one process, run the G2G, G2B,
     /// G2C and G2E flows over mTLS and print who sent what to whom.
     Demo(DemoArgs),
@@ -138,6 +143,9 @@ struct ServeArgs {
     retention: u64,
     #[command(flatten)]
     amqp: crate::amqp::AmqpArgs,
+    /// Seconds between signed checkpoints of the audit chain (sooner after 10,000 records).
+    #[arg(long, default_value_t = 60)]
+    audit_checkpoint: u64,
 }
 
 #[derive(Subcommand)]
@@ -226,6 +234,7 @@ impl Cli {
             Command::Amqp {
                 command: AmqpCommand::Sync(a),
             } => crate::amqp::sync(a),
+            Command::Audit { command } => crate::audit::run(command),
             Command::Demo(a) => {
                 let rt = tokio::runtime::Runtime::new()?;
                 let trace = adapters::trace::Trace::printing();
@@ -269,6 +278,10 @@ fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         retention: secs(a.retention.max(1) * 24 * 3600),
         crl_grace: secs(a.crl_grace),
         amqp: a.amqp.options()?,
+        audit_checkpoint: bus::core::audit::CheckpointPolicy {
+            every: secs(a.audit_checkpoint.max(1)),
+            ..Default::default()
+        },
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(serve(opts, shutdown_signal()))?;

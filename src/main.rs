@@ -1,6 +1,7 @@
 //! The `simpul` command line: a thin shell over the `bus` library.
 
 mod amqp;
+mod audit;
 mod cli;
 
 use std::io::IsTerminal;
@@ -17,10 +18,24 @@ fn main() -> std::process::ExitCode {
     match cli.run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("simpul: {e:#}");
+            eprintln!("simpul: {}", describe(&e));
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each said once: many of our errors already include their
+/// cause's text, and `{:#}` would repeat it.
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
 }
 
 /// `SIMPUL_LOG` (default `info`), except that the database and broker clients never log

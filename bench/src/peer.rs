@@ -215,7 +215,9 @@ fn bus_instance(env: &Env) -> anyhow::Result<String> {
         .clone())
 }
 
-/// `peer`: the peer, then the bus's accept (h1, h2) and batch-100, each against it.
+/// `peer`: the peer, then the bus's accept (h1, h2) and batch-100, each against it. The
+/// shapes scale with `--connections` (at its default of 32: 64 HTTP/1.1 connections, and
+/// 8 h2 connections of 32 streams), so a smoke run can stay tiny.
 pub async fn peer(o: &Opts) -> anyhow::Result<Vec<Line>> {
     let broker = Broker::from(o)?;
     let env = Env::with_broker_pki(&o.registry, &[], &broker.pki)?;
@@ -225,13 +227,13 @@ pub async fn peer(o: &Opts) -> anyhow::Result<Vec<Line>> {
     let mut lines = vec![peer];
     let h1 = Opts {
         proto: Proto::H1,
-        connections: 64,
+        connections: o.connections * 2,
         streams: 1,
         ..o.clone()
     };
     let h2 = Opts {
         proto: Proto::H2,
-        connections: 8,
+        connections: (o.connections / 4).max(1),
         streams: 32,
         ..o.clone()
     };

@@ -91,6 +91,22 @@ impl ApiError {
         }
     }
 
+    /// Whether the bus refused what a member sent (its content, type, size or rights), as
+    /// opposed to being unable to take it now: refusals are audited, capacity answers are not
+    /// (recording each of a flood's 429s would let the flood write to the disk).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Malformed { .. }
+                | ApiError::Forbidden(_)
+                | ApiError::UnknownType(_)
+                | ApiError::Conflict(_)
+                | ApiError::TooLarge { .. }
+                | ApiError::UnsupportedMediaType(_)
+                | ApiError::Schema { .. }
+        )
+    }
+
     /// Stable slug of the error class; the problem `type` is `urn:simpul:problem:<slug>`.
     pub fn slug(&self) -> &'static str {
         match self {

@@ -2,6 +2,7 @@
 //! HTTP API and a client for members. The `simpul` binary is a thin CLI over this crate.
 
 pub mod api;
+pub mod audit;
 pub mod check;
 pub mod client;
 pub mod core;
@@ -17,3 +18,4 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod transport;
+pub mod trust;

@@ -5,12 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bus::audit::{Action, Entry};
+use bus::core::audit::{CheckpointPolicy, Sealer, verify_store};
 use bus::identity::MemberId;
 use bus::registry::Kind;
 use bus::store::{
     AppendOutcome, Appended, DeadLetter, DeliveryState, LeaseRequest, NewMessage, PgOptions,
     PgStore, ReplyOutcome, Settled, SqliteStore, Store, StoreOptions, Ticket,
 };
+use bus::trust::{KeySet, Signer};
 use uuid::Uuid;
 
 #[path = "../../tests/common/pg.rs"]
@@ -29,6 +32,7 @@ fn message(sender: &MemberId, to: &MemberId, kind: Kind, body: &str) -> NewMessa
         kind,
         hash: hash_of(body),
         envelope: format!(r#"{{"id":"{id}","data":{{"b":{body:?}}}}}"#),
+        digest: [7; 32],
         warnings: "[]".into(),
         recipients: vec![to.clone()],
         to_feed: kind == Kind::Event,
@@ -463,6 +467,72 @@ pub async fn a_nacked_query_takes_no_reply(store: &dyn Store) {
     assert!(rec.reply.is_none());
 }
 
+/// Every action leaves its record in the same commit, in order; one sealer chains them all,
+/// however many writers ran at once, and the chain verifies with its checkpoints.
+pub async fn every_action_is_audited_into_one_chain(store: Arc<dyn Store>) {
+    let (a, b) = (member("GOV/a"), member("GOV/b"));
+    let m = message(&a, &b, Kind::Message, "1");
+    store.append(vec![m.clone()]).await.unwrap();
+    leased_ids(store.as_ref(), &b, lease(10, 30, 5)).await;
+    store.ack(&b, tickets(&[m.id])).await.unwrap();
+    store.message(&a, m.id).await.unwrap().unwrap();
+    let refusal = Entry::new("GOV/a", Action::Reject).detail("message: schema-validation");
+    store.record(vec![refusal]).await.unwrap();
+    let pending = store.unsealed(100).await.unwrap();
+    let actions: Vec<Action> = pending.iter().map(|(_, e)| e.action).collect();
+    use Action::*;
+    assert_eq!(actions, [Accept, Lease, Ack, StatusRead, Reject]);
+    let accept = &pending[0].1;
+    assert_eq!(accept.actor, "GOV/a");
+    assert_eq!(accept.counterpart.as_deref(), Some("GOV/b"));
+    assert_eq!(accept.id, Some(m.id));
+    assert_eq!(accept.digest, Some(bus::audit::hex(&[7; 32])));
+    assert_eq!(pending[1].1.counterpart.as_deref(), Some("GOV/a"));
+
+    let pki = tempfile::tempdir().unwrap();
+    bus::pki::DevCa::init(pki.path(), "simpul.test", &[], false).unwrap();
+    let signer = Signer::load(
+        &pki.path().join("server.pem"),
+        &pki.path().join("server.key"),
+    );
+    let policy = CheckpointPolicy {
+        every: Duration::from_secs(3600),
+        records: 10,
+    };
+    let sealer = Arc::new(Sealer::new(
+        store.clone(),
+        Arc::new(signer.unwrap()),
+        policy,
+    ));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = store.clone();
+            let (a, b) = (a.clone(), b.clone());
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    let m = message(&a, &b, Kind::Message, &format!("{w}-{i}"));
+                    store.append(vec![m]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let sealing = tokio::spawn(sealer.clone().run());
+    for w in writers {
+        w.await.unwrap();
+    }
+    sealing.abort();
+    sealer.flush().await.unwrap();
+    assert_eq!(store.unsealed_count().await.unwrap(), 0);
+    let keys = KeySet::from_pem_files(&[pki.path().join("server.pem")]).unwrap();
+    let verified = verify_store(store.as_ref(), &keys, |_, _| {})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(verified.records, 45);
+    assert!(verified.checkpoints >= 1, "{verified:?}");
+    assert_eq!(verified.unsigned, 0, "flush signs the end of the chain");
+}
+
 /// Runs every test above against one backend; `$make` builds a fresh, empty store (and
 /// whatever must live as long as it).
 macro_rules! conformance {
@@ -492,6 +562,7 @@ macro_rules! conformance {
             case!(concurrent_leases_never_share_a_message, s => super::concurrent_leases_never_share_a_message(s));
             case!(concurrent_appends_stand_or_fall_alone, s => super::concurrent_appends_stand_or_fall_alone(s));
             case!(status_follows_the_deliveries, s => super::status_follows_the_deliveries(s.as_ref()));
+            case!(every_action_is_audited_into_one_chain, s => super::every_action_is_audited_into_one_chain(s));
         }
     };
 }

@@ -21,9 +21,27 @@ use crate::problem::FieldError;
 use crate::registry::Kind;
 use crate::store::{Appended, DeliveryState};
 
+/// `POST /v1/messages`; a refusal is audited with its problem class.
 pub async fn post(
     State(st): State<SharedState>,
     peer: Peer,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let answer = submit(&st, &peer, headers, body).await;
+    if let Err(e) = &answer
+        && e.is_refusal()
+    {
+        st.node
+            .refused(&peer.member, "message", None, e.slug())
+            .await;
+    }
+    answer
+}
+
+async fn submit(
+    st: &SharedState,
+    peer: &Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -41,7 +59,7 @@ pub async fn post(
             )));
         }
     };
-    let bytes = super::body::read_body(&st, &headers, body).await?;
+    let bytes = super::body::read_body(st, &headers, body).await?;
     // Taken after the body is read: a sender on a slow link must not hold a slot while its
     // bytes trickle in, or a few thousand slow offices would lock everyone out.
     let permit = st

@@ -43,11 +43,22 @@ pub async fn reply(
         .node
         .whose_query(&peer.member, id, source.as_ref())
         .await?;
-    let body = read_body(&st, &headers, body).await?;
-    let data: Value = serde_json::from_slice(&body).map_err(|e| ApiError::Malformed {
-        detail: format!("body is not valid JSON: {e}"),
-        errors: Vec::new(),
-    })?;
-    st.node.answer(&peer.member, id, query, data).await?;
+    let answered = async {
+        let body = read_body(&st, &headers, body).await?;
+        let data: Value = serde_json::from_slice(&body).map_err(|e| ApiError::Malformed {
+            detail: format!("body is not valid JSON: {e}"),
+            errors: Vec::new(),
+        })?;
+        Ok::<_, ApiError>(st.node.answer(&peer.member, id, query, data).await?)
+    }
+    .await;
+    if let Err(e) = &answered
+        && e.is_refusal()
+    {
+        st.node
+            .refused(&peer.member, "reply", Some(id), e.slug())
+            .await;
+    }
+    answered?;
     Ok(Json(json!({ "id": id, "status": "replied" })))
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::Refusal;
 use crate::envelope::Envelope;
@@ -34,6 +35,8 @@ pub struct Checked {
 /// Checks one event from `sender` and makes it a message ready to be stored.
 pub fn prepare(reg: &Registry, value: Value, sender: &MemberId) -> Result<Prepared, Refusal> {
     let c = check(reg, value, Some(sender))?;
+    let envelope = Value::Object(c.env.attrs);
+    let digest = Sha256::digest(crate::trust::canonical(&envelope)).into();
     Ok(Prepared {
         msg: NewMessage {
             id: c.env.id,
@@ -41,7 +44,8 @@ pub fn prepare(reg: &Registry, value: Value, sender: &MemberId) -> Result<Prepar
             type_: c.def.name.clone(),
             kind: c.def.kind,
             hash: c.env.hash,
-            envelope: Value::Object(c.env.attrs).to_string(),
+            envelope: envelope.to_string(),
+            digest,
             warnings: serde_json::to_string(&c.warnings).unwrap_or_else(|_| "[]".into()),
             recipients: c.recipients,
             to_feed: c.def.kind == Kind::Event,

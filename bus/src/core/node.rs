@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::ingest::Prepared;
 use super::query::{self, NoQuery};
 use super::wakeups::Wakeups;
+use crate::audit::{Action, Entry};
 use crate::identity::MemberId;
 use crate::problem::FieldError;
 use crate::registry::Registry;
@@ -87,6 +88,17 @@ impl Node {
                 }
                 Ok(results)
             }
+        }
+    }
+
+    /// Records that `actor`'s message (or reply to query `id`) was refused with the problem
+    /// class `class`. A refusal stays a refusal if its record cannot be written; the store's
+    /// trouble shows in `/readyz` and the log.
+    pub async fn refused(&self, actor: &MemberId, what: &str, id: Option<Uuid>, class: &str) {
+        let mut e = Entry::new(actor.as_str(), Action::Reject).detail(format!("{what}: {class}"));
+        e.id = id;
+        if let Err(err) = self.store.record(vec![e]).await {
+            tracing::warn!(error = %err, "a refusal could not be audited");
         }
     }
 

@@ -17,12 +17,14 @@ mod transport;
 pub use http::{ConnOptions, serve as serve_connections};
 
 use crate::api::{self, ApiConfig, AppState};
+use crate::core::audit::{CheckpointPolicy, Sealer};
 use crate::identity::MemberId;
 use crate::pki::{DevCa, PkiError, Validity};
 use crate::registry::{Registry, RegistryError};
 use crate::store::{PgOptions, PgStore, SqliteStore, Store, StoreError, StoreOptions};
 use crate::tls::{self, MemberVerifier, ServerTls, TlsError, TlsListener, TlsSettings};
 use crate::transport::amqp::AmqpOptions;
+use crate::trust::Signer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -44,6 +46,8 @@ pub enum ServeError {
     AmqpWithoutPostgres,
     #[error(transparent)]
     Amqp(#[from] crate::transport::amqp::AmqpError),
+    #[error("signing key: {0}")]
+    Signer(#[from] crate::trust::TrustError),
     #[error("listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -74,6 +78,8 @@ pub struct ServeOptions {
     /// RabbitMQ as the transport for members with `delivery = "amqp"` (needs `store`). The
     /// CA, certificate and key fields are filled from `certs` when left empty.
     pub amqp: Option<AmqpOptions>,
+    /// When the audit chain gets a signed checkpoint.
+    pub audit_checkpoint: CheckpointPolicy,
 }
 
 /// `simpul serve`'s defaults, in one place for the CLI, the demo, the benchmark and tests.
@@ -93,6 +99,7 @@ impl Default for ServeOptions {
             retention: PgOptions::new("").retention,
             crl_grace: Duration::ZERO,
             amqp: None,
+            audit_checkpoint: CheckpointPolicy::default(),
         }
     }
 }
@@ -132,6 +139,7 @@ struct Prepared {
     pub settings: TlsSettings,
     /// The transport, started once the listener runs.
     pub transport: Option<transport::Prepared>,
+    pub sealer: Arc<Sealer>,
 }
 
 async fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
@@ -171,7 +179,10 @@ async fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
         return Err(ServeError::AmqpWithoutPostgres);
     }
     let relayed = transport::relayed(&registry, opts.amqp.is_some());
+    let signer = Arc::new(Signer::load(&settings.cert_file, &settings.key_file)?);
+    signer.archive(&opts.certs)?;
     let (store, pg) = open_store(opts, relayed.clone()).await?;
+    let sealer = Arc::new(Sealer::new(store.clone(), signer, opts.audit_checkpoint));
     let state = AppState::new(registry.clone(), store.clone(), opts.api.clone());
     let transport = match (&opts.amqp, pg) {
         (Some(amqp), Some(pg)) => Some(transport::prepare(opts, amqp, &registry, relayed, pg)?),
@@ -183,6 +194,7 @@ async fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
         tls,
         settings,
         transport,
+        sealer,
     })
 }
 
@@ -290,6 +302,7 @@ async fn run(p: Prepared, listener: TlsListener, conn: ConnOptions) {
         }
     }
     let watcher = tokio::spawn(watch_crl(verifier.clone()));
+    let sealing = tokio::spawn(p.sealer.clone().run());
     let shutdown = p.state.closing.subscribe();
     http::serve(
         listener,
@@ -300,7 +313,11 @@ async fn run(p: Prepared, listener: TlsListener, conn: ConnOptions) {
     )
     .await;
     watcher.abort();
-    tracing::info!("stopped serving; flushing the store");
+    sealing.abort();
+    tracing::info!("stopped serving; sealing the audit and flushing the store");
+    if let Err(e) = p.sealer.flush().await {
+        tracing::warn!(error = %e, "the audit's last records stay unsealed until the next start");
+    }
     p.store.close().await;
 }
 

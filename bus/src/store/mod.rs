@@ -4,17 +4,19 @@
 //! node. PostgreSQL ([`PgStore`]) is shared by several nodes, which signal each other through
 //! it. Both pass the same conformance suite (`bus/tests/store_conformance.rs`).
 
+pub mod entries;
 mod postgres;
 mod sqlite;
 
 pub use postgres::{PgOptions, PgStore, redact};
-pub use sqlite::{SqliteStore, StoreOptions};
+pub use sqlite::{SqliteAudit, SqliteStore, StoreOptions};
 
 use std::time::{Duration, SystemTime};
 
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::audit::{Checkpoint, Entry, Head, Record};
 use crate::identity::MemberId;
 use crate::registry::Kind;
 
@@ -57,6 +59,9 @@ pub struct NewMessage {
     pub hash: [u8; 32],
     /// The envelope with `source` and `time` filled in, serialised once.
     pub envelope: String,
+    /// SHA-256 of the stored envelope's RFC 8785 form: what its receipt signs and its audit
+    /// record names.
+    pub digest: [u8; 32],
     pub warnings: String,
     pub recipients: Vec<MemberId>,
     /// Events also go to their type's replayable feed.
@@ -364,9 +369,39 @@ pub trait Outbox: Send + Sync + 'static {
     async fn backlog(&self) -> Result<Backlog, StoreError>;
 }
 
-/// A whole backend: the log, the queues and the signals between nodes.
+/// The sealed audit chain, as a verifier reads it: also open on a store no bus is running on.
 #[async_trait::async_trait]
-pub trait Store: MessageLog + DeliveryQueue + Notifier {
+pub trait AuditRead: Send + Sync {
+    /// The end of the sealed chain and the last checkpoint (zeros when there is none).
+    async fn audit_head(&self) -> Result<Head, StoreError>;
+    /// Up to `limit` sealed records after position `after`, in chain order.
+    async fn audit_records(&self, after: i64, limit: usize) -> Result<Vec<Record>, StoreError>;
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+    /// How many records wait to be chained.
+    async fn unsealed_count(&self) -> Result<i64, StoreError>;
+}
+
+/// The audit log's writes. Every other write of a store records its own action in the same
+/// commit; these record what changes nothing else (reads, refusals) and build the chain.
+#[async_trait::async_trait]
+pub trait AuditTrail: AuditRead + 'static {
+    /// Records durably: a read is answered only once its record is on disk.
+    async fn record(&self, entries: Vec<Entry>) -> Result<(), StoreError>;
+    /// Waits until this node is the store's one sealer (at once for the embedded store).
+    async fn lead_sealing(&self) -> Result<Leadership, StoreError>;
+    /// Up to `limit` records not yet chained, in the order they committed, with their rows.
+    async fn unsealed(&self, limit: usize) -> Result<Vec<(i64, Entry)>, StoreError>;
+    /// Writes chain positions and hashes for those rows, and a checkpoint, in one commit.
+    async fn seal(
+        &self,
+        sealed: Vec<(i64, Record)>,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<(), StoreError>;
+}
+
+/// A whole backend: the log, the queues, the audit and the signals between nodes.
+#[async_trait::async_trait]
+pub trait Store: MessageLog + DeliveryQueue + Notifier + AuditTrail {
     /// `Ok` when the store takes writes; otherwise why not (its last write failed, it cannot
     /// reach its database, or it is closed).
     async fn health(&self) -> Result<(), String>;

@@ -7,8 +7,9 @@ use std::time::SystemTime;
 use tokio_postgres::{GenericClient, Statement};
 use uuid::Uuid;
 
-use super::{PgStore, dead_from, member, pg_error, raw};
+use super::{PgStore, audit, dead_from, member, pg_error, raw};
 use crate::identity::MemberId;
+use crate::store::entries::{accepted, feed_read, replied, status_read, withdrawn};
 use crate::store::{
     AppendOutcome, Appended, DeadLetter, DeliveryState, DeliveryStatus, FeedItem, MessageLog,
     MessageRecord, NewMessage, ReplyOutcome, StoreError,
@@ -17,7 +18,8 @@ use crate::store::{
 /// Class id of the advisory locks that order each feed type's numbers by commit.
 const FEED_LOCK: i32 = 0x5349_4d50;
 
-/// A message and its deliveries, in one statement; nothing when (sender, id) exists.
+/// A message, its deliveries and its audit record, in one statement; nothing when (sender,
+/// id) exists.
 const INSERT: &str = "
     WITH m AS (
       INSERT INTO messages(sender, id, type, hash, envelope, warnings)
@@ -27,6 +29,9 @@ const INSERT: &str = "
       INSERT INTO deliveries(recipient, msg_seq, msg_id, state, ord)
       SELECT r, m.seq, $2, CASE WHEN r = ANY($8::text[]) THEN 'outbox' ELSE 'pending' END, o
       FROM m, unnest($7::text[]) WITH ORDINALITY AS u(r, o))
+    , a AS (
+      INSERT INTO audit(at, actor, action, type, msg_id, counterpart, digest)
+      SELECT $9, $1, $10, $3, $2, $11, $12 FROM m)
     SELECT seq FROM m";
 
 /// Inserts one message: accepted (with its row number), a duplicate of the stored one, or
@@ -38,6 +43,7 @@ async fn insert_one(
     relayed: &[String],
 ) -> Result<Option<(Appended, Option<i64>)>, StoreError> {
     let recipients: Vec<&str> = m.recipients.iter().map(|r| r.as_str()).collect();
+    let audit = accepted(m);
     let row = c
         .query_opt(
             insert,
@@ -50,6 +56,10 @@ async fn insert_one(
                 &m.warnings,
                 &recipients,
                 &relayed,
+                &audit.at,
+                &audit.action.as_str(),
+                &audit.counterpart,
+                &audit.digest,
             ],
         )
         .await
@@ -132,7 +142,7 @@ impl MessageLog for PgStore {
         let tx = c.transaction().await.map_err(pg_error)?;
         let rows = tx
             .query(
-                "SELECT d.msg_seq, d.state, d.dead, m.sender, m.reply
+                "SELECT d.msg_seq, d.state, d.dead, m.sender, m.reply, m.type
                  FROM deliveries d JOIN messages m ON m.seq = d.msg_seq
                  WHERE d.recipient = $1 AND d.msg_id = $2
                  FOR UPDATE OF d, m",
@@ -180,6 +190,8 @@ impl MessageLog for PgStore {
         )
         .await
         .map_err(pg_error)?;
+        let entry = replied(provider, id, q.get(3), q.get(5), &body);
+        audit::record(&*tx, &[entry]).await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(ReplyOutcome::Stored {
             requester: member(q.get(3))?,
@@ -192,19 +204,26 @@ impl MessageLog for PgStore {
         id: Uuid,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let n = self
+        let e = withdrawn(requester, id, reason);
+        let row = self
             .client()
             .await?
-            .execute(
-                "UPDATE deliveries SET state = 'dead', reason = $3, dead = 'withdrawn',
-                                       lease_token = NULL
-                 WHERE state IN ('pending', 'leased') AND msg_seq =
-                   (SELECT seq FROM messages WHERE sender = $1 AND id = $2 AND reply IS NULL)",
-                &[&requester.as_str(), &id, &reason],
+            .query_one(
+                "WITH w AS (
+                   UPDATE deliveries SET state = 'dead', reason = $3, dead = 'withdrawn',
+                                         lease_token = NULL
+                   WHERE state IN ('pending', 'leased') AND msg_seq =
+                     (SELECT seq FROM messages WHERE sender = $1 AND id = $2 AND reply IS NULL)
+                   RETURNING 1)
+                 , a AS (
+                   INSERT INTO audit(at, actor, action, msg_id, detail)
+                   SELECT $4, $1, $5, $2, $3 WHERE EXISTS (SELECT 1 FROM w))
+                 SELECT count(*) FROM w",
+                &[&requester.as_str(), &id, &reason, &e.at, &e.action.as_str()],
             )
             .await
             .map_err(pg_error)?;
-        Ok(n > 0)
+        Ok(row.get::<_, i64>(0) > 0)
     }
 
     async fn reopen(&self, requester: &MemberId, id: Uuid) -> Result<bool, StoreError> {
@@ -282,6 +301,7 @@ impl MessageLog for PgStore {
                 dead: dead_from(r.get(4)),
             })
             .collect();
+        audit::record(&**c, &[status_read(sender, row.get(1), id)]).await?;
         Ok(Some(MessageRecord {
             id,
             sender: sender.clone(),
@@ -294,14 +314,13 @@ impl MessageLog for PgStore {
 
     async fn feed(
         &self,
-        _reader: &MemberId,
+        reader: &MemberId,
         type_: &str,
         after: i64,
         limit: usize,
     ) -> Result<Vec<FeedItem>, StoreError> {
-        let rows = self
-            .client()
-            .await?
+        let c = self.client().await?;
+        let rows = c
             .query(
                 "SELECT f.seq, m.envelope FROM feed f JOIN messages m ON m.seq = f.msg_seq
                  WHERE f.type = $1 AND f.seq > $2 ORDER BY f.seq LIMIT $3",
@@ -309,13 +328,18 @@ impl MessageLog for PgStore {
             )
             .await
             .map_err(pg_error)?;
-        rows.into_iter()
+        let items = rows
+            .into_iter()
             .map(|r| {
                 Ok(FeedItem {
                     cursor: r.get(0),
                     event: raw(r.get(1))?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if let Some(e) = feed_read(reader, type_, &items) {
+            audit::record(&**c, &[e]).await?;
+        }
+        Ok(items)
     }
 }

@@ -15,6 +15,7 @@
 //! checked by the conformance suite, not by a compile-time database; it pipelines on one
 //! connection, and its `Connection` hands `LISTEN` notifications over as a stream.
 
+mod audit;
 mod log;
 mod notify;
 mod outbox;
@@ -30,7 +31,7 @@ use tokio_postgres::NoTls;
 
 use serde_json::value::RawValue;
 
-use super::{DeadLetter, Notifier, Signal, Store, StoreError};
+use super::{DeadLetter, Leadership, Notifier, Signal, Store, StoreError};
 use crate::identity::MemberId;
 
 /// How a node reaches its PostgreSQL.
@@ -167,6 +168,35 @@ impl PgStore {
             timeout: opts.timeout,
             outgoing,
             incoming: Mutex::new(Some(incoming)),
+        })
+    }
+
+    /// Waits until this node holds the session advisory lock `key` on a connection of its own:
+    /// the lock lives as long as that session, and a node that dies (or loses its database)
+    /// loses it with the session. `whose` names the holder in errors.
+    async fn lead_with(&self, key: i64, whose: &str) -> Result<Leadership, StoreError> {
+        let (client, connection) = self.config.connect(NoTls).await.map_err(pg_error)?;
+        let mut driver = tokio::spawn(connection);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = &mut driver => return Err(unavailable(format!("{whose} session ended"))),
+            }
+            let held: bool = client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .await
+                .map_err(pg_error)?
+                .get(0);
+            if held {
+                break;
+            }
+        }
+        Ok(Leadership {
+            lost: Box::pin(async move {
+                let _client = client; // the session, and with it the lock
+                let _ = driver.await;
+            }),
         })
     }
 

@@ -2,9 +2,8 @@
 //! `outbox`, written by the accept's own statement, so a 202 and the duty to publish commit
 //! together. One relay at a time (a session advisory lock) reads them in log order.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use super::{PgStore, dead_word, member, pg_error};
@@ -17,31 +16,7 @@ const RELAY_LOCK: i64 = 0x5349_4d50_554c_0002;
 #[async_trait::async_trait]
 impl Outbox for PgStore {
     async fn lead(&self) -> Result<Leadership, StoreError> {
-        // A connection of its own: the lock lives as long as this session, and a node that
-        // dies (or loses its database) loses it with the session.
-        let (client, connection) = self.config.connect(NoTls).await.map_err(pg_error)?;
-        let mut driver = tokio::spawn(connection);
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = &mut driver => return Err(StoreError::Unavailable("PostgreSQL: the relay's session ended".into())),
-            }
-            let held: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&RELAY_LOCK])
-                .await
-                .map_err(pg_error)?
-                .get(0);
-            if held {
-                break;
-            }
-        }
-        Ok(Leadership {
-            lost: Box::pin(async move {
-                let _client = client; // the session, and with it the lock
-                let _ = driver.await;
-            }),
-        })
+        self.lead_with(RELAY_LOCK, "the relay's").await
     }
 
     async fn outgoing(&self, limit: usize) -> Result<Vec<Outgoing>, StoreError> {
@@ -76,10 +51,15 @@ impl Outbox for PgStore {
             done.iter().map(|(s, r)| (*s, r.as_str())).unzip();
         let c = self.client().await?;
         c.execute(
-            "UPDATE deliveries d SET state = 'published', attempts = d.attempts + 1
-             FROM unnest($1::bigint[], $2::text[]) AS u(seq, recipient)
-             WHERE d.msg_seq = u.seq AND d.recipient = u.recipient AND d.state = 'outbox'",
-            &[&seqs, &recipients],
+            "WITH p AS (
+               UPDATE deliveries d SET state = 'published', attempts = d.attempts + 1
+               FROM unnest($1::bigint[], $2::text[]) AS u(seq, recipient), messages m
+               WHERE d.msg_seq = u.seq AND d.recipient = u.recipient AND d.state = 'outbox'
+                 AND m.seq = d.msg_seq
+               RETURNING d.recipient, m.sender, m.id, m.type)
+             INSERT INTO audit(at, actor, action, type, msg_id, counterpart, detail)
+             SELECT $3, recipient, 'publish', type, id, sender, 'amqp' FROM p",
+            &[&seqs, &recipients, &crate::audit::now_us()],
         )
         .await
         .map_err(pg_error)?;
@@ -95,23 +75,30 @@ impl Outbox for PgStore {
         reason: &str,
     ) -> Result<bool, StoreError> {
         let c = self.client().await?;
-        let n = c
-            .execute(
-                "UPDATE deliveries d SET state = 'dead', dead = $4, reason = $5
-                 FROM messages m
-                 WHERE m.seq = d.msg_seq AND m.sender = $2 AND m.id = $3
-                   AND d.recipient = $1 AND d.state IN ('outbox', 'published')",
+        let row = c
+            .query_one(
+                "WITH x AS (
+                   UPDATE deliveries d SET state = 'dead', dead = $4, reason = $5
+                   FROM messages m
+                   WHERE m.seq = d.msg_seq AND m.sender = $2 AND m.id = $3
+                     AND d.recipient = $1 AND d.state IN ('outbox', 'published')
+                   RETURNING m.type)
+                 , a AS (
+                   INSERT INTO audit(at, actor, action, type, msg_id, counterpart, detail)
+                   SELECT $6, $1, 'dead_letter', type, $3, $2, $5 FROM x)
+                 SELECT count(*) FROM x",
                 &[
                     &recipient.as_str(),
                     &sender.as_str(),
                     &id,
                     &dead_word(dead),
                     &reason,
+                    &crate::audit::now_us(),
                 ],
             )
             .await
             .map_err(pg_error)?;
-        Ok(n > 0)
+        Ok(row.get::<_, i64>(0) > 0)
     }
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {

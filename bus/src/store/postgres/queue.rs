@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::{PgStore, dead_word, member, pg_error, raw};
 use crate::identity::MemberId;
+use crate::store::entries::settled;
 use crate::store::{
     DeadLetter, DeliveryQueue, LeaseRequest, Leased, Leases, Settled, StoreError, Ticket,
 };
@@ -25,6 +26,7 @@ impl DeliveryQueue for PgStore {
                  , done AS (
                    SELECT p.*, (d.state = 'leased' AND d.attempts >= $4) AS spent
                    FROM picked p JOIN deliveries d USING (recipient, msg_seq))
+                 , upd AS (
                  UPDATE deliveries d SET
                    state = CASE WHEN x.spent THEN 'dead' ELSE 'leased' END,
                    attempts = d.attempts + CASE WHEN x.spent THEN 0 ELSE 1 END,
@@ -37,7 +39,13 @@ impl DeliveryQueue for PgStore {
                  FROM done x, messages m
                  WHERE d.recipient = x.recipient AND d.msg_seq = x.msg_seq AND m.seq = d.msg_seq
                  RETURNING d.msg_seq, x.spent, d.attempts, d.visible_at, m.envelope, m.sender, m.id,
-                           d.lease_token",
+                           d.lease_token, m.type, d.reason)
+                 , a AS (
+                   INSERT INTO audit(at, actor, action, type, msg_id, counterpart, detail)
+                   SELECT $5, $1, CASE WHEN spent THEN 'dead_letter' ELSE 'lease' END, type, id,
+                          sender, CASE WHEN spent THEN reason ELSE 'attempt ' || attempts END
+                   FROM upd)
+                 SELECT * FROM upd",
             )
             .await
             .map_err(pg_error)?;
@@ -49,7 +57,13 @@ impl DeliveryQueue for PgStore {
             let mut rows = c
                 .query(
                     &stmt,
-                    &[&member_.as_str(), &(want as i64), &lease_ms, &max_attempts],
+                    &[
+                        &member_.as_str(),
+                        &(want as i64),
+                        &lease_ms,
+                        &max_attempts,
+                        &crate::audit::now_us(),
+                    ],
                 )
                 .await
                 .map_err(pg_error)?;
@@ -124,7 +138,7 @@ impl PgStore {
         let tx = c.transaction().await.map_err(pg_error)?;
         let rows = tx
             .query(
-                "SELECT d.msg_id, d.msg_seq, d.state, m.sender, d.lease_token
+                "SELECT d.msg_id, d.msg_seq, d.state, m.sender, d.lease_token, m.type
                  FROM deliveries d JOIN messages m ON m.seq = d.msg_seq
                  WHERE d.recipient = $1 AND d.msg_id = ANY($2)
                  FOR UPDATE OF d",
@@ -148,6 +162,7 @@ impl PgStore {
             state: String,
             sender: String,
             token: Option<Uuid>,
+            type_: String,
         }
         let mut rows: Vec<Row> = rows
             .iter()
@@ -157,10 +172,12 @@ impl PgStore {
                 state: r.get(2),
                 sender: r.get(3),
                 token: r.get(4),
+                type_: r.get(5),
             })
             .collect();
         let mut answers = Vec::with_capacity(tickets.len());
         let mut change: Vec<i64> = Vec::new();
+        let mut entries = Vec::new();
         for t in tickets {
             let (mut changed, mut already, mut conflict, mut stale) =
                 (Vec::new(), false, false, false);
@@ -170,6 +187,7 @@ impl PgStore {
                     "leased" => {
                         change.push(r.seq);
                         changed.push(member(&r.sender)?);
+                        entries.push(settled(member_, nack, &r.type_, r.id, &r.sender));
                         r.state = target.to_owned();
                         r.token = None;
                     }
@@ -192,6 +210,7 @@ impl PgStore {
             .await
             .map_err(pg_error)?;
         }
+        super::audit::record(&*tx, &entries).await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(answers)
     }

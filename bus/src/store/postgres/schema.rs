@@ -59,6 +59,8 @@ ALTER TABLE deliveries ADD CONSTRAINT deliveries_state_check
     CHECK (state IN ('pending', 'leased', 'acked', 'dead', 'outbox', 'published'));
 CREATE INDEX outbox_open ON deliveries(msg_seq) WHERE state = 'outbox';
 ",
+    // 3: the audit log and its signed checkpoints.
+    super::audit::TABLES,
 ];
 
 /// The schema this binary writes.

@@ -17,9 +17,12 @@
 //! accept latency's tail. Durability does not depend on checkpoints: a commit is durable once
 //! its WAL frames are fsynced, and recovery replays the WAL.
 
+mod audit;
 mod ops;
 mod schema;
 mod writer;
+
+pub use audit::SqliteAudit;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,9 +35,10 @@ use uuid::Uuid;
 
 use writer::{Answer, Checkpointer, Op, WAL_BOUND_PAGES, WRITER_CACHE_KIB, Writer};
 
+use super::entries;
 use super::{
-    AppendOutcome, DeliveryQueue, FeedItem, LeaseRequest, Leases, MessageLog, MessageRecord,
-    NewMessage, Notifier, ReplyOutcome, Settled, Store, StoreError, Ticket,
+    AppendOutcome, AuditTrail, DeliveryQueue, FeedItem, LeaseRequest, Leases, MessageLog,
+    MessageRecord, NewMessage, Notifier, ReplyOutcome, Settled, Store, StoreError, Ticket,
 };
 use crate::identity::MemberId;
 
@@ -267,36 +271,48 @@ impl MessageLog for SqliteStore {
         sender: &MemberId,
         id: Uuid,
     ) -> Result<Option<MessageRecord>, StoreError> {
-        let sender = sender.clone();
-        self.read(move |c| ops::read_message(c, &sender, id)).await
+        let reader = sender.clone();
+        let rec = self
+            .read(move |c| ops::read_message(c, &reader, id))
+            .await?;
+        if let Some(r) = &rec {
+            self.record(vec![entries::status_read(sender, &r.type_, id)])
+                .await?;
+        }
+        Ok(rec)
     }
 
     async fn feed(
         &self,
-        _reader: &MemberId,
+        reader: &MemberId,
         type_: &str,
         after: i64,
         limit: usize,
     ) -> Result<Vec<FeedItem>, StoreError> {
-        let type_ = type_.to_owned();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT f.seq, m.envelope FROM feed f JOIN messages m ON m.seq = f.msg_seq
+        let t = type_.to_owned();
+        let items = self
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT f.seq, m.envelope FROM feed f JOIN messages m ON m.seq = f.msg_seq
                  WHERE f.type = ?1 AND f.seq > ?2 ORDER BY f.seq LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(params![type_, after, limit as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })?;
-            rows.map(|r| {
-                let (cursor, env) = r?;
-                Ok(FeedItem {
-                    cursor,
-                    event: ops::raw(env)?,
+                )?;
+                let rows = stmt.query_map(params![t, after, limit as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?;
+                rows.map(|r| {
+                    let (cursor, env) = r?;
+                    Ok(FeedItem {
+                        cursor,
+                        event: ops::raw(env)?,
+                    })
                 })
+                .collect::<rusqlite::Result<Vec<_>>>()
             })
-            .collect()
-        })
-        .await
+            .await?;
+        if let Some(e) = entries::feed_read(reader, type_, &items) {
+            self.record(vec![e]).await?;
+        }
+        Ok(items)
     }
 }
 

@@ -5,8 +5,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use super::audit::record;
 use super::now_ms;
+use crate::audit::{Action, Entry};
 use crate::identity::MemberId;
+use crate::store::entries::{accepted, replied, settled, withdrawn};
 use crate::store::{
     AppendOutcome, Appended, DeadLetter, DeliveryState, DeliveryStatus, LeaseRequest, Leased,
     Leases, MessageRecord, NewMessage, ReplyOutcome, Settled, Ticket,
@@ -87,6 +90,7 @@ pub(super) fn append(c: &Connection, batch: &[NewMessage]) -> rusqlite::Result<A
         if m.to_feed {
             feed.execute(params![m.type_, seq])?;
         }
+        record(c, &accepted(m))?;
         results.push(Appended::Accepted);
     }
     Ok(AppendOutcome::Stored(results))
@@ -111,8 +115,9 @@ pub(super) fn lease(
         "UPDATE deliveries SET state = 1, attempts = attempts + 1, available_at = ?2,
                                lease_token = ?3 WHERE seq = ?1",
     )?;
-    let mut envelope = c.prepare_cached("SELECT envelope FROM messages WHERE seq = ?1")?;
-    let mut whose = c.prepare_cached("SELECT sender, id FROM messages WHERE seq = ?1")?;
+    let mut message =
+        c.prepare_cached("SELECT envelope, sender, id, type FROM messages WHERE seq = ?1")?;
+    let mut whose = c.prepare_cached("SELECT sender, id, type FROM messages WHERE seq = ?1")?;
     let mut out = Vec::new();
     let mut gone = Vec::new();
     loop {
@@ -128,9 +133,15 @@ pub(super) fn lease(
             if state == LEASED && attempts >= req.max_attempts {
                 let reason = format!("not acked after {attempts} delivery attempt(s)");
                 dead.execute(params![seq, reason, dead_code(DeadLetter::OutOfAttempts)])?;
-                let (sender, id): (String, Vec<u8>) =
-                    whose.query_row([msg_seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let (sender, id, type_): (String, Vec<u8>, String) =
+                    whose.query_row([msg_seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                 if let Ok(id) = Uuid::from_slice(&id) {
+                    let e = Entry::new(member.as_str(), Action::DeadLetter)
+                        .type_(type_)
+                        .id(id)
+                        .counterpart(&sender)
+                        .detail(reason);
+                    record(c, &e)?;
                     gone.push((member_id(sender)?, id));
                 }
                 expired += 1;
@@ -138,7 +149,16 @@ pub(super) fn lease(
             }
             let token = Uuid::now_v7();
             take.execute(params![seq, until, token.as_bytes()])?;
-            let env: String = envelope.query_row([msg_seq], |r| r.get(0))?;
+            let (env, sender, id, type_): (String, String, Vec<u8>, String) = message
+                .query_row([msg_seq], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?;
+            let mut e = Entry::new(member.as_str(), Action::Lease)
+                .type_(type_)
+                .counterpart(sender)
+                .detail(format!("attempt {}", attempts + 1));
+            e.id = Uuid::from_slice(&id).ok();
+            record(c, &e)?;
             out.push(Leased {
                 attempt: attempts + 1,
                 token,
@@ -164,14 +184,16 @@ pub(super) fn settle(
     ticket: Ticket,
     nack: Option<&str>,
 ) -> rusqlite::Result<(Settled, Vec<MemberId>)> {
-    let rows: Vec<(i64, i64, String, Option<Vec<u8>>)> = c
+    /// A delivery of the id in the member's inbox: row, state, sender, lease token, type.
+    type Delivery = (i64, i64, String, Option<Vec<u8>>, String);
+    let rows: Vec<Delivery> = c
         .prepare_cached(
-            "SELECT d.seq, d.state, m.sender, d.lease_token
+            "SELECT d.seq, d.state, m.sender, d.lease_token, m.type
              FROM deliveries d JOIN messages m ON m.seq = d.msg_seq
              WHERE d.msg_id = ?2 AND d.recipient = ?1",
         )?
         .query_map(params![member.as_str(), ticket.id.as_bytes()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
     let (target, reason, dead) = match nack {
@@ -188,11 +210,12 @@ pub(super) fn settle(
     )?;
     let mut changed = Vec::new();
     let (mut already, mut conflict, mut stale) = (false, false, false);
-    for (seq, state, sender, token) in rows {
+    for (seq, state, sender, token, type_) in rows {
         match state {
             LEASED if is_stale(ticket, token.as_deref()) => stale = true,
             LEASED => {
                 update.execute(params![seq, target, reason, dead])?;
+                record(c, &settled(member, nack, &type_, ticket.id, &sender))?;
                 changed.push(member_id(sender)?);
             }
             s if s == target => already = true,
@@ -220,6 +243,7 @@ struct Asked {
     dead: Option<i64>,
     sender: String,
     reply: Option<String>,
+    type_: String,
 }
 
 pub(super) fn reply(
@@ -231,7 +255,7 @@ pub(super) fn reply(
 ) -> rusqlite::Result<ReplyOutcome> {
     let mut rows: Vec<Asked> = c
         .prepare_cached(
-            "SELECT d.seq, m.seq, d.state, d.dead, m.sender, m.reply
+            "SELECT d.seq, m.seq, d.state, d.dead, m.sender, m.reply, m.type
              FROM deliveries d JOIN messages m ON m.seq = d.msg_seq
              WHERE d.msg_id = ?2 AND d.recipient = ?1",
         )?
@@ -243,6 +267,7 @@ pub(super) fn reply(
                 dead: r.get(3)?,
                 sender: r.get(4)?,
                 reply: r.get(5)?,
+                type_: r.get(6)?,
             })
         })?
         .filter(|r| {
@@ -272,6 +297,7 @@ pub(super) fn reply(
         .execute(params![q.message, body])?;
     c.prepare_cached("UPDATE deliveries SET state = 2, available_at = 0 WHERE seq = ?1")?
         .execute([q.delivery])?;
+    record(c, &replied(provider, id, &q.sender, &q.type_, body))?;
     Ok(ReplyOutcome::Stored {
         requester: member_id(q.sender)?,
     })
@@ -295,6 +321,9 @@ pub(super) fn withdraw(
             reason,
             dead_code(DeadLetter::Withdrawn)
         ])?;
+    if n > 0 {
+        record(c, &withdrawn(requester, id, reason))?;
+    }
     Ok(n > 0)
 }
 

@@ -10,7 +10,7 @@ use crate::envelope::{content_hash, parse_id};
 use crate::store::SchemaError;
 
 /// The schema this binary writes.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 const TABLES: &str = "
 CREATE TABLE messages(
@@ -71,17 +71,23 @@ pub fn prepare(c: &mut Connection) -> Result<(), SchemaError> {
         [],
         |r| r.get(0),
     )?;
-    if version == 2 {
+    if !has_messages {
+        tx.execute_batch(TABLES)?;
+    } else if version <= 1 {
+        // Version 1 (user_version 0): ids were one namespace for all members.
+        from_v1(&tx)?;
+    } else if version == 2 {
         // Version 2 had no lease tokens: its open leases have none, and an ack without a
         // token settles them as before.
         tx.execute_batch("ALTER TABLE deliveries ADD COLUMN lease_token BLOB")?;
-        tracing::info!("store migrated from schema version 2 to {VERSION}");
-    } else if has_messages {
-        // Version 1 (user_version 0): ids were one namespace for all members.
-        from_v1(&tx)?;
-        tracing::info!("store migrated from schema version 1 to {VERSION}");
-    } else {
-        tx.execute_batch(TABLES)?;
+    }
+    // Version 4 added the audit log; what happened before it was not recorded.
+    tx.execute_batch(super::audit::TABLES)?;
+    if has_messages {
+        tracing::info!(
+            "store migrated from schema version {} to {VERSION}",
+            version.max(1)
+        );
     }
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()?;

@@ -12,6 +12,7 @@ fn msg(sender: &MemberId, to: &MemberId, body: &str) -> NewMessage {
         kind: Kind::Message,
         hash: [7; 32],
         envelope: format!("{{\"data\":{body:?}}}"),
+        digest: [7; 32],
         warnings: "[]".into(),
         recipients: vec![to.clone()],
         to_feed: false,

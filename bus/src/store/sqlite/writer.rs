@@ -9,7 +9,8 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{ops, unavailable};
+use super::{audit, ops, unavailable};
+use crate::audit::{Checkpoint, Entry, Record};
 use crate::identity::MemberId;
 use crate::registry::Kind;
 use crate::store::{
@@ -42,6 +43,10 @@ pub(super) enum Op {
         answer: Answer<bool>,
     },
     Reopen(MemberId, Uuid, Answer<bool>),
+    /// Audit records of what changed nothing else (reads, refusals).
+    Audit(Vec<Entry>, Answer<()>),
+    /// The sealer's chain positions and hashes, and a checkpoint.
+    Seal(Vec<(i64, Record)>, Option<Checkpoint>, Answer<()>),
     Close(oneshot::Sender<()>),
 }
 
@@ -63,7 +68,12 @@ impl Op {
         match self {
             Op::Lease(..) | Op::Close(_) => false,
             Op::Append(batch, _) => batch.iter().any(|m| m.kind != Kind::Query),
-            Op::Settle { .. } | Op::Reply { .. } | Op::Withdraw { .. } | Op::Reopen(..) => true,
+            Op::Settle { .. }
+            | Op::Reply { .. }
+            | Op::Withdraw { .. }
+            | Op::Reopen(..)
+            | Op::Audit(..)
+            | Op::Seal(..) => true,
         }
     }
 
@@ -79,6 +89,7 @@ impl Op {
             Op::Reply { answer, .. } => send(answer, why),
             Op::Withdraw { answer, .. } => send(answer, why),
             Op::Reopen(_, _, answer) => send(answer, why),
+            Op::Audit(_, answer) | Op::Seal(_, _, answer) => send(answer, why),
             Op::Close(done) => drop(done.send(())),
         }
     }
@@ -299,6 +310,21 @@ impl Writer {
             Op::Reopen(requester, id, answer) => defer(
                 answer,
                 savepoint(c, |c| ops::reopen(c, &requester, id).map(keep)),
+            ),
+            Op::Audit(entries, answer) => defer(
+                answer,
+                savepoint(c, |c| {
+                    entries
+                        .iter()
+                        .try_for_each(|e| audit::record(c, e))
+                        .map(keep)
+                }),
+            ),
+            Op::Seal(sealed, checkpoint, answer) => defer(
+                answer,
+                savepoint(c, |c| {
+                    audit::seal(c, &sealed, checkpoint.as_ref()).map(keep)
+                }),
             ),
             Op::Close(_) => Box::new(|_| {}),
         }
