@@ -52,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         command: crate::audit::AuditCommand,
     },
+    /// Receipts: verify that the bus signed an event, offline.
+    Receipt {
+        #[command(subcommand)]
+        command: crate::receipt::ReceiptCommand,
+    },
     /// Start a bus, the agency adapters and their simulators in one process, run the G2G, G2B,
     /// G2C and G2E flows over mTLS and print who sent what to whom.
     Demo(DemoArgs),
@@ -235,6 +240,7 @@ impl Cli {
                 command: AmqpCommand::Sync(a),
             } => crate::amqp::sync(a),
             Command::Audit { command } => crate::audit::run(command),
+            Command::Receipt { command } => crate::receipt::run(command),
             Command::Demo(a) => {
                 let rt = tokio::runtime::Runtime::new()?;
                 let trace = adapters::trace::Trace::printing();

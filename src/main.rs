@@ -3,6 +3,7 @@
 mod amqp;
 mod audit;
 mod cli;
+mod receipt;
 
 use std::io::IsTerminal;
 

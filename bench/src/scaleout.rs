@@ -137,7 +137,7 @@ async fn store_ceiling(o: &Opts, url: &str, t: &Template) -> anyhow::Result<f64>
     let registry = bus::registry::Registry::load(&o.registry)?;
     let portal = MemberId::parse(PORTAL)?;
     let value: serde_json::Value = serde_json::from_slice(&t.body())?;
-    let msg = bus::core::ingest::prepare(&registry, value, &portal)
+    let msg = bus::core::ingest::prepare(&registry, value, &portal, None)
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .msg;
     let recipients: Vec<String> = msg.recipients.iter().map(|r| r.to_string()).collect();

@@ -32,9 +32,10 @@ const CORE: [&str; 10] = [
     "data_base64",
 ];
 
-/// Attributes that the bus fills in (or checks against the certificate), so they are no part
-/// of "the same content": a retry that leaves them out or fills them in is the same message.
-const FILLED_BY_BUS: [&str; 2] = ["source", "time"];
+/// Attributes that are no part of "the same content": those the bus fills in (or checks
+/// against the certificate), so a retry that leaves them out or fills them in is the same
+/// message; and the sender's `signature`, which differs each time the same event is signed.
+const NOT_CONTENT: [&str; 3] = ["source", "time", "signature"];
 
 /// An envelope whose attributes are well-formed; its `data` is not yet schema-checked.
 #[derive(Debug)]
@@ -80,7 +81,7 @@ pub fn content_hash(attrs: &Map<String, Value>) -> [u8; 32] {
     }
     let content: std::collections::BTreeMap<&str, &Value> = attrs
         .iter()
-        .filter(|(k, v)| !FILLED_BY_BUS.contains(&k.as_str()) && !v.is_null())
+        .filter(|(k, v)| !NOT_CONTENT.contains(&k.as_str()) && !v.is_null())
         .map(|(k, v)| (k.as_str(), v))
         .collect();
     let mut h = Hasher(Sha256::new());

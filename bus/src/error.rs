@@ -40,6 +40,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{} problem(s) with the payload; each is listed under `errors`", errors.len())]
     Schema { errors: Vec<FieldError> },
+    #[error("the sender's signature does not verify")]
+    Signature { errors: Vec<FieldError> },
     #[error("the bus is overloaded")]
     Overloaded { retry_after: Duration },
     #[error("the store is unavailable: {detail}")]
@@ -76,7 +78,9 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Schema { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Schema { .. } | ApiError::Signature { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Overloaded { .. } | ApiError::StoreUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -104,6 +108,7 @@ impl ApiError {
                 | ApiError::TooLarge { .. }
                 | ApiError::UnsupportedMediaType(_)
                 | ApiError::Schema { .. }
+                | ApiError::Signature { .. }
         )
     }
 
@@ -120,6 +125,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Schema { .. } => "schema-validation",
+            ApiError::Signature { .. } => "signature-invalid",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::StoreUnavailable { .. } => "store-unavailable",
             ApiError::ProviderRefused(_) => "provider-refused",
@@ -145,6 +151,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "Request too large",
             ApiError::UnsupportedMediaType(_) => "Unsupported media type",
             ApiError::Schema { .. } => "Payload does not match its schema",
+            ApiError::Signature { .. } => "Sender signature invalid",
             ApiError::Overloaded { .. } => "Bus overloaded",
             ApiError::StoreUnavailable { .. } => "Store unavailable",
             ApiError::ProviderRefused(_) => "Provider refused the query",
@@ -160,7 +167,9 @@ impl ApiError {
 
     fn field_errors(&self) -> &[FieldError] {
         match self {
-            ApiError::Malformed { errors, .. } | ApiError::Schema { errors } => errors,
+            ApiError::Malformed { errors, .. }
+            | ApiError::Schema { errors }
+            | ApiError::Signature { errors } => errors,
             _ => &[],
         }
     }
@@ -205,6 +214,9 @@ impl From<Refusal> for ApiError {
             Refusal::UnknownType(t) => ApiError::UnknownType(t),
             Refusal::Forbidden(why) => ApiError::Forbidden(why),
             Refusal::Schema { errors } => ApiError::Schema { errors },
+            Refusal::Signature(why) => ApiError::Signature {
+                errors: vec![FieldError::new("/signature", why)],
+            },
         }
     }
 }

@@ -201,6 +201,9 @@ pub fn member_from_cert(instance: &str, der: &[u8]) -> Result<MemberId, Identity
 pub struct Peer {
     pub member: MemberId,
     pub remote: SocketAddr,
+    /// The leaf certificate (DER) the connection presented: a sender's own signature must
+    /// verify against its key.
+    pub cert: std::sync::Arc<[u8]>,
 }
 
 #[cfg(test)]

@@ -95,10 +95,23 @@ fn fuzz_regressions_gzip_body() {
         query_timeout: std::time::Duration::from_millis(10),
         ..bus::api::ApiConfig::default()
     };
-    let app = bus::api::app(bus::api::AppState::new(registry, store, config));
+    bus::pki::DevCa::init(&dir.path().join("certs"), "simpul.test", &[], false).expect("pki");
+    let signer = bus::trust::Signer::load(
+        &dir.path().join("certs/server.pem"),
+        &dir.path().join("certs/server.key"),
+    )
+    .expect("signer");
+    let signer = bus::trust::SignerCell::new(signer, &bus::trust::KeySet::default());
+    let app = bus::api::app(bus::api::AppState::new(
+        registry,
+        store,
+        config,
+        std::sync::Arc::new(signer),
+    ));
     let peer = bus::identity::Peer {
         member: bus::identity::MemberId::parse("COM/8120000123456").unwrap(),
         remote: std::net::SocketAddr::from(([127, 0, 0, 1], 40000)),
+        cert: std::sync::Arc::from(&[][..]),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -13,7 +13,7 @@ use bus::store::{
     AppendOutcome, Appended, DeadLetter, DeliveryState, LeaseRequest, NewMessage, PgOptions,
     PgStore, ReplyOutcome, Settled, SqliteStore, Store, StoreOptions, Ticket,
 };
-use bus::trust::{KeySet, Signer};
+use bus::trust::{KeySet, Signer, SignerCell};
 use uuid::Uuid;
 
 #[path = "../../tests/common/pg.rs"]
@@ -99,13 +99,17 @@ pub async fn ids_belong_to_their_sender(store: &dyn Store) {
     assert_eq!(store.append(vec![mine.clone()]).await.unwrap(), stored);
     // The same sender, id and content again: the original answer.
     let dup = store.append(vec![mine.clone()]).await.unwrap();
-    let Appended::Duplicate { warnings } = &match dup {
+    let Appended::Duplicate { warnings, envelope } = &match dup {
         AppendOutcome::Stored(r) => r,
         other => panic!("{other:?}"),
     }[0] else {
         panic!("not a duplicate")
     };
     assert_eq!(warnings, "[]");
+    assert_eq!(
+        envelope, &mine.envelope,
+        "the envelope as stored the first time"
+    );
     assert_eq!(store.message(&a, mine.id).await.unwrap().unwrap().sender, a);
     assert_eq!(store.message(&c, mine.id).await.unwrap().unwrap().sender, c);
     assert!(store.message(&b, mine.id).await.unwrap().is_none());
@@ -501,7 +505,7 @@ pub async fn every_action_is_audited_into_one_chain(store: Arc<dyn Store>) {
     };
     let sealer = Arc::new(Sealer::new(
         store.clone(),
-        Arc::new(signer.unwrap()),
+        Arc::new(SignerCell::new(signer.unwrap(), &KeySet::default())),
         policy,
     ));
     let writers: Vec<_> = (0..4)

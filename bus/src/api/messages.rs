@@ -14,9 +14,10 @@ use serde_json::{Value, json};
 use super::{SharedState, parse_id};
 use crate::core::delivery;
 use crate::core::ingest;
+use crate::core::node::Receipted;
 use crate::envelope::{BATCH_CONTENT_TYPE, CONTENT_TYPE};
 use crate::error::ApiError;
-use crate::identity::Peer;
+use crate::identity::{MemberId, Peer};
 use crate::problem::FieldError;
 use crate::registry::Kind;
 use crate::store::{Appended, DeliveryState};
@@ -76,50 +77,60 @@ async fn submit(
     let reg = &st.node.registry;
 
     if !batch {
-        let p = ingest::prepare(reg, value, &peer.member)?;
+        let p = ingest::prepare(reg, value, &peer.member, Some(&peer.cert))?;
         if p.def.kind == Kind::Query {
             let _slot = st.limits.query(&peer.member)?;
             let (id, type_) = (p.msg.id, p.def.name.clone());
             let data = st.node.ask(&peer.member, p, || drop(permit)).await?;
-            let answer = json!({ "id": id, "type": type_, "data": data });
+            let receipt = st.node.signer.receipt(&crate::trust::canonical(&data));
+            let answer = json!({ "id": id, "type": type_, "data": data, "receipt": receipt });
             return Ok((StatusCode::OK, Json(answer)).into_response());
         }
         let id = p.msg.id;
         let warnings = p.warnings.clone();
         let type_ = p.msg.type_.clone();
-        let results = st.node.append(vec![p]).await?;
+        let results = st.node.accept(vec![p]).await?;
         tracing::debug!(member = %peer.member, %type_, %id, "accepted");
-        return Ok(accepted(id, &results[0], warnings).into_response());
+        let answer = accepted(id, &peer.member, &results[0], warnings);
+        return Ok((StatusCode::ACCEPTED, Json(answer)).into_response());
     }
 
-    let prepared = ingest::prepare_batch(reg, value, &peer.member)?;
+    let prepared = ingest::prepare_batch(reg, value, &peer.member, Some(&peer.cert))?;
     let ids: Vec<_> = prepared
         .iter()
         .map(|p| (p.msg.id, p.warnings.clone()))
         .collect();
-    let results = st.node.append(prepared).await?;
+    let results = st.node.accept(prepared).await?;
     tracing::debug!(member = %peer.member, count = results.len(), "accepted batch");
     let body: Vec<Value> = ids
         .into_iter()
         .zip(&results)
-        .map(|((id, w), r)| accepted(id, r, w).1.0)
+        .map(|((id, w), r)| accepted(id, &peer.member, r, w))
         .collect();
     Ok((StatusCode::ACCEPTED, Json(json!({ "results": body }))).into_response())
 }
 
-fn accepted(id: uuid::Uuid, r: &Appended, warnings: Vec<FieldError>) -> (StatusCode, Json<Value>) {
-    let warnings = match r {
-        Appended::Accepted => serde_json::to_value(warnings).unwrap_or_default(),
-        Appended::Duplicate { warnings } => serde_json::from_str(warnings).unwrap_or_default(),
+/// One message's answer: its status, warnings, receipt, and the attributes the bus filled
+/// (`source`, `time`), with which the sender rebuilds the envelope its receipt signs.
+fn accepted(id: uuid::Uuid, source: &MemberId, r: &Receipted, warnings: Vec<FieldError>) -> Value {
+    let (status, warnings) = match &r.appended {
+        Appended::Accepted => (
+            "accepted",
+            serde_json::to_value(warnings).unwrap_or_default(),
+        ),
+        Appended::Duplicate { warnings, .. } => (
+            "duplicate",
+            serde_json::from_str(warnings).unwrap_or_default(),
+        ),
     };
-    let status = match r {
-        Appended::Accepted => "accepted",
-        Appended::Duplicate { .. } => "duplicate",
-    };
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({ "id": id, "status": status, "warnings": warnings })),
-    )
+    json!({
+        "id": id,
+        "status": status,
+        "warnings": warnings,
+        "source": source,
+        "time": r.time,
+        "receipt": r.receipt,
+    })
 }
 
 pub async fn status(

@@ -30,6 +30,7 @@ use crate::identity::{MemberId, Peer};
 use crate::problem::FieldError;
 use crate::registry::Registry;
 use crate::store::Store;
+use crate::trust::SignerCell;
 
 /// Limits and timings of the API; every one is a `simpul serve` flag.
 #[derive(Debug, Clone)]
@@ -119,7 +120,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(registry: Arc<Registry>, store: Arc<dyn Store>, config: ApiConfig) -> Arc<Self> {
+    pub fn new(
+        registry: Arc<Registry>,
+        store: Arc<dyn Store>,
+        config: ApiConfig,
+        signer: Arc<SignerCell>,
+    ) -> Arc<Self> {
         Arc::new(AppState {
             inflight: Semaphore::new(config.max_inflight),
             buffered: Semaphore::new(config.max_buffered.min(Semaphore::MAX_PERMITS)),
@@ -130,7 +136,7 @@ impl AppState {
             },
             readiness: Mutex::default(),
             degradations: Mutex::default(),
-            node: Node::new(registry, store, config.query_timeout),
+            node: Node::new(registry, store, config.query_timeout, signer),
             config,
             closing: watch::Sender::new(false),
         })
@@ -173,6 +179,17 @@ impl AppState {
 
 pub type SharedState = Arc<AppState>;
 
+/// `GET /v1/receipts/keys`: the certificates that sign receipts and audit checkpoints, as a
+/// JWK set with `x5c`, the current one and every one before it.
+async fn receipt_keys(State(st): State<SharedState>) -> Response {
+    let jwks = st.node.signer.jwks();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/jwk-set+json")],
+        axum::Json(jwks.as_ref().clone()),
+    )
+        .into_response()
+}
+
 /// Reads the [`Peer`] the listener attached to the request (`server::http`; `ConnectInfo<Peer>`
 /// with `axum::serve`), so a handler never derives identity itself. Without one the request
 /// did not come through the mTLS listener: 401.
@@ -199,6 +216,7 @@ pub fn app(state: SharedState) -> Router {
         .route("/v1/inbox/{id}/nack", post(inbox::nack))
         .route("/v1/feeds/{type}", get(feeds::read))
         .route("/v1/schemas", get(schemas::list))
+        .route("/v1/receipts/keys", get(receipt_keys))
         .route("/v1/schemas/{id}", get(schemas::one))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))

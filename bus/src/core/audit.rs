@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::audit::verify::{Broken, Verified, Verifier};
 use crate::audit::{Checkpoint, Head, Record, now_us};
 use crate::store::{AuditRead, Store, StoreError};
-use crate::trust::{KeySet, Signer};
+use crate::trust::{KeySet, SignerCell};
 
 /// When a checkpoint is due: after `every` or `records` new records, whichever comes first.
 #[derive(Debug, Clone, Copy)]
@@ -33,12 +33,12 @@ const IDLE: Duration = Duration::from_millis(200);
 
 pub struct Sealer {
     store: Arc<dyn Store>,
-    signer: Arc<Signer>,
+    signer: Arc<SignerCell>,
     policy: CheckpointPolicy,
 }
 
 impl Sealer {
-    pub fn new(store: Arc<dyn Store>, signer: Arc<Signer>, policy: CheckpointPolicy) -> Sealer {
+    pub fn new(store: Arc<dyn Store>, signer: Arc<SignerCell>, policy: CheckpointPolicy) -> Sealer {
         Sealer {
             store,
             signer,
@@ -69,7 +69,7 @@ impl Sealer {
             || (grown > 0
                 && (force
                     || now_us() - head.checkpoint_at >= self.policy.every.as_micros() as i64));
-        let checkpoint = due.then(|| Checkpoint::sign(&self.signer, count, hash));
+        let checkpoint = due.then(|| Checkpoint::sign(&self.signer.get(), count, hash));
         if n > 0 || checkpoint.is_some() {
             self.store.seal(sealed, checkpoint).await?;
         }

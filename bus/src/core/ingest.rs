@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::Refusal;
@@ -13,6 +13,8 @@ use crate::identity::MemberId;
 use crate::problem::FieldError;
 use crate::registry::{Kind, Registry, TypeDef};
 use crate::store::NewMessage;
+use crate::trust::KeySet;
+use crate::trust::jws::{self, JwsError};
 
 /// Most events in one batch envelope.
 pub const MAX_BATCH: usize = 1000;
@@ -22,6 +24,10 @@ pub struct Prepared {
     pub msg: NewMessage,
     pub def: Arc<TypeDef>,
     pub warnings: Vec<FieldError>,
+    /// The RFC 8785 form of the envelope as it will be stored: what its receipt signs.
+    pub canonical: Vec<u8>,
+    /// The envelope's `time`, as stored (the bus filled it in if the sender did not).
+    pub time: String,
 }
 
 /// An event that passed every check; [`prepare`] turns it into a message to store.
@@ -32,11 +38,24 @@ pub struct Checked {
     pub warnings: Vec<FieldError>,
 }
 
-/// Checks one event from `sender` and makes it a message ready to be stored.
-pub fn prepare(reg: &Registry, value: Value, sender: &MemberId) -> Result<Prepared, Refusal> {
+/// Checks one event from `sender` and makes it a message ready to be stored. `cert` is the
+/// certificate the sender's connection presented: an event that carries its sender's own
+/// `signature` must verify against it.
+pub fn prepare(
+    reg: &Registry,
+    value: Value,
+    sender: &MemberId,
+    cert: Option<&[u8]>,
+) -> Result<Prepared, Refusal> {
     let c = check(reg, value, Some(sender))?;
+    if let Some(cert) = cert {
+        check_signature(&c.env.attrs, cert)?;
+    }
+    let time = c.env.attrs.get("time").and_then(Value::as_str);
+    let time = time.unwrap_or_default().to_owned();
     let envelope = Value::Object(c.env.attrs);
-    let digest = Sha256::digest(crate::trust::canonical(&envelope)).into();
+    let canonical = crate::trust::canonical(&envelope);
+    let digest = Sha256::digest(&canonical).into();
     Ok(Prepared {
         msg: NewMessage {
             id: c.env.id,
@@ -52,7 +71,39 @@ pub fn prepare(reg: &Registry, value: Value, sender: &MemberId) -> Result<Prepar
         },
         def: c.def,
         warnings: c.warnings,
+        canonical,
+        time,
     })
+}
+
+/// Checks the sender's own signature, when the event carries one (`signature`): a compact JWS
+/// with a detached payload, like the bus's receipts, over the RFC 8785 form of the event as
+/// stored without `signature`, by the key of the certificate this connection presented.
+fn check_signature(attrs: &Map<String, Value>, cert: &[u8]) -> Result<(), Refusal> {
+    let Some(sig) = attrs.get("signature") else {
+        return Ok(());
+    };
+    let bad = |why: &str| Refusal::Signature(why.to_owned());
+    let sig = sig.as_str().ok_or_else(|| bad("must be a compact JWS"))?;
+    let mut signed = attrs.clone();
+    signed.remove("signature");
+    let payload = crate::trust::canonical(&Value::Object(signed));
+    let parsed = jws::parse(sig).map_err(|e| bad(&e.to_string()))?;
+    let mut keys = KeySet::default();
+    keys.add_cert(cert).map_err(|e| bad(&e))?;
+    parsed
+        .verify(&keys.keys, Some(&payload))
+        .map_err(|e| match e {
+            JwsError::UnknownKey(_) => bad(
+                "not made with this connection's certificate (its kid must be the certificate's \
+                 SHA-256 thumbprint, base64url)",
+            ),
+            JwsError::BadSignature => bad(
+                "does not match the event: sign the RFC 8785 form of the event as the bus stores \
+                 it (without `signature`, with your `source` and `time`)",
+            ),
+            e => bad(&e.to_string()),
+        })
 }
 
 /// Runs every check of one event, in the order that gives the most useful answer.
@@ -116,6 +167,7 @@ pub fn prepare_batch(
     reg: &Registry,
     value: Value,
     sender: &MemberId,
+    cert: Option<&[u8]>,
 ) -> Result<Vec<Prepared>, Refusal> {
     let Value::Array(items) = value else {
         return Err(Refusal::Malformed {
@@ -132,7 +184,7 @@ pub fn prepare_batch(
     let mut ok = Vec::with_capacity(items.len());
     let mut first: Option<Refusal> = None;
     for (i, item) in items.into_iter().enumerate() {
-        match prepare(reg, item, sender) {
+        match prepare(reg, item, sender, cert) {
             Ok(p) if p.def.kind == Kind::Query => {
                 let e = Refusal::Malformed {
                     detail: "queries are synchronous and cannot be batched".into(),

@@ -25,4 +25,7 @@ pub enum Refusal {
     Forbidden(String),
     #[error("{} problem(s) with the payload", errors.len())]
     Schema { errors: Vec<FieldError> },
+    /// The sender's own signature (the `signature` extension) does not verify.
+    #[error("the sender's signature does not verify: {0}")]
+    Signature(String),
 }

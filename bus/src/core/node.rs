@@ -17,6 +17,7 @@ use crate::registry::Registry;
 use crate::store::{
     AppendOutcome, Appended, LeaseRequest, Leased, Leases, Settled, Store, StoreError, Ticket,
 };
+use crate::trust::SignerCell;
 
 /// Why an operation failed after its input was parsed; each becomes one problem type.
 #[derive(Debug, thiserror::Error)]
@@ -50,17 +51,66 @@ pub struct Node {
     pub wakeups: Arc<Wakeups>,
     /// How long a requester waits for its provider's reply.
     pub query_timeout: Duration,
+    /// The bus's key, which signs receipts.
+    pub signer: Arc<SignerCell>,
+}
+
+/// A message made durable, with the bus's signed receipt for it.
+#[derive(Debug)]
+pub struct Receipted {
+    pub appended: Appended,
+    /// Compact JWS, payload detached: the RFC 8785 form of the envelope as stored.
+    pub receipt: String,
+    /// The stored envelope's `time` (the bus fills it when the sender did not), which a
+    /// sender needs to rebuild what the receipt signs.
+    pub time: String,
 }
 
 impl Node {
     /// A node on `store`, listening for the other nodes' signals when the store has others.
-    pub fn new(registry: Arc<Registry>, store: Arc<dyn Store>, query_timeout: Duration) -> Node {
+    pub fn new(
+        registry: Arc<Registry>,
+        store: Arc<dyn Store>,
+        query_timeout: Duration,
+        signer: Arc<SignerCell>,
+    ) -> Node {
         Node {
             wakeups: Wakeups::start(store.clone()),
             registry,
             store,
             query_timeout,
+            signer,
         }
+    }
+
+    /// Makes a batch durable (see [`Node::append`]) and signs a receipt for each message: over
+    /// the envelope this batch stored, or for a duplicate over the one stored the first time.
+    pub async fn accept(&self, batch: Vec<Prepared>) -> Result<Vec<Receipted>, Failure> {
+        let stored: Vec<(Vec<u8>, String)> = batch
+            .iter()
+            .map(|p| (p.canonical.clone(), p.time.clone()))
+            .collect();
+        let results = self.append(batch).await?;
+        results
+            .into_iter()
+            .zip(stored)
+            .map(|(appended, (canonical, time))| {
+                let (canonical, time) = match &appended {
+                    Appended::Accepted => (canonical, time),
+                    Appended::Duplicate { envelope, .. } => {
+                        let v: serde_json::Value = serde_json::from_str(envelope)
+                            .map_err(|e| StoreError::Corrupt(format!("stored envelope: {e}")))?;
+                        let time = v["time"].as_str().unwrap_or_default().to_owned();
+                        (crate::trust::canonical(&v), time)
+                    }
+                };
+                Ok(Receipted {
+                    receipt: self.signer.receipt(&canonical),
+                    appended,
+                    time,
+                })
+            })
+            .collect()
     }
 
     /// Makes a batch durable, all or nothing, and wakes its recipients' long polls here and

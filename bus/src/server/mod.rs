@@ -24,7 +24,7 @@ use crate::registry::{Registry, RegistryError};
 use crate::store::{PgOptions, PgStore, SqliteStore, Store, StoreError, StoreOptions};
 use crate::tls::{self, MemberVerifier, ServerTls, TlsError, TlsListener, TlsSettings};
 use crate::transport::amqp::AmqpOptions;
-use crate::trust::Signer;
+use crate::trust::{KeySet, Signer, SignerCell};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -179,11 +179,16 @@ async fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
         return Err(ServeError::AmqpWithoutPostgres);
     }
     let relayed = transport::relayed(&registry, opts.amqp.is_some());
-    let signer = Arc::new(Signer::load(&settings.cert_file, &settings.key_file)?);
+    let signer = Signer::load(&settings.cert_file, &settings.key_file)?;
     signer.archive(&opts.certs)?;
+    let signer = Arc::new(SignerCell::new(signer, &KeySet::archive(&opts.certs)?));
     let (store, pg) = open_store(opts, relayed.clone()).await?;
-    let sealer = Arc::new(Sealer::new(store.clone(), signer, opts.audit_checkpoint));
-    let state = AppState::new(registry.clone(), store.clone(), opts.api.clone());
+    let sealer = Arc::new(Sealer::new(
+        store.clone(),
+        signer.clone(),
+        opts.audit_checkpoint,
+    ));
+    let state = AppState::new(registry.clone(), store.clone(), opts.api.clone(), signer);
     let transport = match (&opts.amqp, pg) {
         (Some(amqp), Some(pg)) => Some(transport::prepare(opts, amqp, &registry, relayed, pg)?),
         _ => None,

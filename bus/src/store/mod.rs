@@ -71,9 +71,11 @@ pub struct NewMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
     Accepted,
-    /// Same id and content as an earlier message: here are its original warnings.
+    /// Same id and content as an earlier message: here are its original warnings and its
+    /// envelope as stored then (a retry's receipt is for what was stored).
     Duplicate {
         warnings: String,
+        envelope: String,
     },
 }
 

@@ -229,7 +229,6 @@ impl Handshake {
             return;
         };
         tracing::debug!(%remote, %member, "mTLS connection accepted");
-        let peer = Peer { member, remote };
         let chain: Vec<CertificateDer<'static>> = stream
             .get_ref()
             .1
@@ -238,6 +237,12 @@ impl Handshake {
             .iter()
             .map(|c| c.clone().into_owned())
             .collect();
+        let cert = chain.first().map(|c| c.as_ref().into()).unwrap_or_default();
+        let peer = Peer {
+            member,
+            remote,
+            cert,
+        };
         let not_after = chain.first().and_then(|leaf| {
             let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
             let secs = cert.validity().not_after.timestamp();

@@ -5,6 +5,7 @@ pub mod jws;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
@@ -98,6 +99,55 @@ impl Signer {
         std::fs::create_dir_all(&dir).map_err(|e| file_error(&dir, e))?;
         let pem = pem_cert(&self.cert_der);
         std::fs::write(&path, pem).map_err(|e| file_error(&path, e))
+    }
+}
+
+/// The bus's current signer, replaced in place when its certificate and key rotate: receipts
+/// and checkpoints signed from then on name the new `kid`, and earlier ones stay verifiable by
+/// theirs.
+pub struct SignerCell {
+    current: std::sync::RwLock<Arc<Signer>>,
+    /// The JWK set of every key receipts may name: the current one and those before it.
+    published: std::sync::RwLock<Arc<Value>>,
+}
+
+impl SignerCell {
+    /// `s` signs; `keys` (which should hold it) is what `GET /v1/receipts/keys` publishes.
+    pub fn new(s: Signer, keys: &KeySet) -> SignerCell {
+        let mut keys = keys.clone();
+        let _ = keys.add_cert(&s.cert_der);
+        SignerCell {
+            current: std::sync::RwLock::new(Arc::new(s)),
+            published: std::sync::RwLock::new(Arc::new(keys.jwks())),
+        }
+    }
+
+    pub fn get(&self) -> Arc<Signer> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The JWK set to publish.
+    pub fn jwks(&self) -> Arc<Value> {
+        self.published
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Signs with `s` from now on, publishing it beside the keys published so far.
+    pub fn replace(&self, s: Signer) {
+        let mut keys = KeySet::from_jwks(&self.jwks().to_string()).unwrap_or_default();
+        let _ = keys.add_cert(&s.cert_der);
+        *self.published.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys.jwks());
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
+    }
+
+    /// A receipt: a compact JWS with a detached payload over `canonical`, signed now.
+    pub fn receipt(&self, canonical: &[u8]) -> String {
+        self.get().sign(canonical, true)
     }
 }
 

@@ -69,7 +69,7 @@ async fn insert_one(
     }
     let old = c
         .query_one(
-            "SELECT hash, warnings FROM messages WHERE sender = $1 AND id = $2",
+            "SELECT hash, warnings, envelope FROM messages WHERE sender = $1 AND id = $2",
             &[&m.sender.as_str(), &m.id],
         )
         .await
@@ -77,8 +77,8 @@ async fn insert_one(
     if old.get::<_, &[u8]>(0) != m.hash {
         return Ok(None);
     }
-    let warnings = old.get(1);
-    Ok(Some((Appended::Duplicate { warnings }, None)))
+    let (warnings, envelope) = (old.get(1), old.get(2));
+    Ok(Some((Appended::Duplicate { warnings, envelope }, None)))
 }
 
 #[async_trait::async_trait]

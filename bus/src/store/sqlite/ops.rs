@@ -51,8 +51,9 @@ pub(super) fn raw(s: String) -> rusqlite::Result<Box<RawValue>> {
 pub(super) fn append(c: &Connection, batch: &[NewMessage]) -> rusqlite::Result<AppendOutcome> {
     let now = now_ms();
     let mut results = Vec::with_capacity(batch.len());
-    let mut find =
-        c.prepare_cached("SELECT hash, warnings FROM messages WHERE sender = ?1 AND id = ?2")?;
+    let mut find = c.prepare_cached(
+        "SELECT hash, warnings, envelope FROM messages WHERE sender = ?1 AND id = ?2",
+    )?;
     let mut insert = c.prepare_cached(
         "INSERT INTO messages(sender, id, type, hash, envelope, warnings, accepted_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -64,14 +65,16 @@ pub(super) fn append(c: &Connection, batch: &[NewMessage]) -> rusqlite::Result<A
     let mut feed = c.prepare_cached("INSERT INTO feed(type, msg_seq) VALUES (?1, ?2)")?;
     for (i, m) in batch.iter().enumerate() {
         let (sender, id) = (m.sender.as_str(), m.id.as_bytes());
-        let existing: Option<(Vec<u8>, String)> = find
-            .query_row(params![sender, id], |r| Ok((r.get(0)?, r.get(1)?)))
+        let existing: Option<(Vec<u8>, String, String)> = find
+            .query_row(params![sender, id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .optional()?;
-        if let Some((hash, warnings)) = existing {
+        if let Some((hash, warnings, envelope)) = existing {
             if hash != m.hash {
                 return Ok(AppendOutcome::Conflict(i));
             }
-            results.push(Appended::Duplicate { warnings });
+            results.push(Appended::Duplicate { warnings, envelope });
             continue;
         }
         insert.execute(params![
