@@ -174,6 +174,10 @@ enum CertsCommand {
         registry: PathBuf,
         #[arg(long, default_value_t = 365)]
         days: i64,
+        /// Sign the member's own CSR (PEM) instead of making a key: the private key never
+        /// leaves the member. Only the certificate is written.
+        #[arg(long)]
+        csr: Option<PathBuf>,
     },
     /// Revoke a member's current certificate and rewrite the CRL.
     Revoke {
@@ -338,14 +342,30 @@ fn run_certs(c: CertsCommand) -> anyhow::Result<ExitCode> {
             dir,
             registry,
             days,
+            csr,
         } => {
             let (instance, members) = member_ids(&registry)?;
             let id = MemberId::parse(&member)?;
             if !members.contains(&id) {
                 bail!("{id} is not a member in {}", registry.display());
             }
-            let paths = DevCa::load(&dir)?.issue(&instance, &id, Validity::days(days))?;
-            println!("{}\n{}", paths.cert.display(), paths.key.display());
+            let ca = DevCa::load(&dir)?;
+            match csr {
+                None => {
+                    let paths = ca.issue(&instance, &id, Validity::days(days))?;
+                    println!("{}\n{}", paths.cert.display(), paths.key.display());
+                }
+                Some(path) => {
+                    let pem = std::fs::read_to_string(&path)
+                        .with_context(|| path.display().to_string())?;
+                    let source = bus::pki::KeySource::Csr {
+                        pem: &pem,
+                        path: &path,
+                    };
+                    let paths = ca.issue_with(&instance, &id, Validity::days(days), source)?;
+                    println!("{}", paths.cert.display());
+                }
+            }
         }
         CertsCommand::CrlRefresh { dir, hours } => {
             DevCa::load(&dir)?.refresh_crl_for(Duration::from_secs(hours * 3600))?;

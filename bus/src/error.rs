@@ -231,6 +231,11 @@ impl From<Failure> for ApiError {
             Failure::ProviderRefused(why) => ApiError::ProviderRefused(why),
             Failure::ProviderUnavailable(why) => ApiError::ProviderUnavailable(why),
             Failure::QueryTimeout(d) => ApiError::QueryTimeout(d),
+            Failure::Forbidden(why) => ApiError::Forbidden(why),
+            Failure::BadParameter { name, detail } => ApiError::Malformed {
+                detail: format!("invalid parameter {name}"),
+                errors: vec![FieldError::new(format!("/{name}"), detail)],
+            },
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod registry;
 pub mod schema;
 pub mod server;
 pub mod store;
+pub mod subjects;
 pub mod tls;
 pub mod transport;
 pub mod trust;

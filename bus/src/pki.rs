@@ -67,6 +67,18 @@ pub enum PkiError {
     BadRevocationEntry { path: PathBuf, line: usize },
     #[error("no secure random numbers available")]
     Random,
+    #[error("{}: not a certificate signing request whose signature verifies ({source})", path.display())]
+    BadCsr { path: PathBuf, source: rcgen::Error },
+}
+
+/// Where a new member certificate's key comes from.
+pub enum KeySource<'a> {
+    /// A fresh key, written beside the certificate (the development PKI).
+    Generate,
+    /// The public key of the member's own CSR (PEM, from `path`): its private key never leaves
+    /// the member. The CSR's signature must verify; the names it asks for are ignored, since
+    /// the CA decides what a member certificate says.
+    Csr { pem: &'a str, path: &'a Path },
 }
 
 /// A certificate's validity window.
@@ -257,6 +269,19 @@ impl DevCa {
         member: &MemberId,
         validity: Validity,
     ) -> Result<IssuedPaths, PkiError> {
+        self.issue_with(instance, member, validity, KeySource::Generate)
+    }
+
+    /// Issues a member certificate for a key from `source`. For a CSR only the certificate is
+    /// written, and a key file left from an earlier development certificate is removed, since
+    /// it no longer matches.
+    pub fn issue_with(
+        &self,
+        instance: &str,
+        member: &MemberId,
+        validity: Validity,
+        source: KeySource<'_>,
+    ) -> Result<IssuedPaths, PkiError> {
         if validity.not_after <= validity.not_before {
             return Err(PkiError::BadValidity {
                 not_before: validity.not_before,
@@ -283,16 +308,40 @@ impl DevCa {
         params.serial_number = Some(random_serial()?);
         params.not_before = validity.not_before;
         params.not_after = validity.not_after;
-        let key = KeyPair::generate()?;
-        let cert = params.signed_by(&key, &self.issuer)?;
         if let Some(parent) = paths.cert.parent() {
             fs::create_dir_all(parent).map_err(|source| PkiError::Io {
                 path: parent.to_owned(),
                 source,
             })?;
         }
-        write_file(&paths.key, key.serialize_pem().as_bytes(), true)?;
-        write_file(&paths.cert, cert.pem().as_bytes(), false)?;
+        match source {
+            KeySource::Generate => {
+                let key = KeyPair::generate()?;
+                let cert = params.signed_by(&key, &self.issuer)?;
+                write_file(&paths.key, key.serialize_pem().as_bytes(), true)?;
+                write_file(&paths.cert, cert.pem().as_bytes(), false)?;
+            }
+            KeySource::Csr { pem, path } => {
+                let csr =
+                    rcgen::CertificateSigningRequestParams::from_pem(pem).map_err(|source| {
+                        PkiError::BadCsr {
+                            path: path.to_owned(),
+                            source,
+                        }
+                    })?;
+                let cert = params.signed_by(&csr.public_key, &self.issuer)?;
+                write_file(&paths.cert, cert.pem().as_bytes(), false)?;
+                match fs::remove_file(&paths.key) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(PkiError::Io {
+                            path: paths.key,
+                            source: e,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
         Ok(paths)
     }
 

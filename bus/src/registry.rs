@@ -83,6 +83,9 @@ struct RawMember {
     burst: Option<u32>,
     #[serde(default)]
     delivery: Delivery,
+    /// May read the citizen's data-access report (`GET /v1/audit/subjects/{nik}`).
+    #[serde(default)]
+    subject_report: bool,
 }
 
 /// How a member receives what is addressed to it.
@@ -126,6 +129,7 @@ pub struct Member {
     /// The member's own rate limit, or the registry's default; `None` is unlimited.
     pub rate: Option<RateLimit>,
     pub delivery: Delivery,
+    pub subject_report: bool,
 }
 
 /// A token bucket's settings: `per_second` tokens added each second, up to `burst`.
@@ -284,6 +288,7 @@ impl Registry {
                                 name: m.name,
                                 rate,
                                 delivery: m.delivery,
+                                subject_report: m.subject_report,
                             },
                         )
                         .is_some()

@@ -20,6 +20,8 @@ pub struct Schema {
     /// The schema's own `$id`, accepted as `dataschema` as well as `id`.
     pub uri: Option<String>,
     pub raw: Value,
+    /// The fields marked `x-data-subject`, which the audit indexes by person.
+    pub subjects: Vec<crate::subjects::SubjectPath>,
     validator: jsonschema::Validator,
 }
 
@@ -52,6 +54,7 @@ impl Schema {
         Ok(Schema {
             id: id.to_owned(),
             uri,
+            subjects: crate::subjects::marked(&raw)?,
             raw,
             validator,
         })

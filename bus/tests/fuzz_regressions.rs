@@ -101,13 +101,16 @@ fn fuzz_regressions_gzip_body() {
         &dir.path().join("certs/server.key"),
     )
     .expect("signer");
-    let signer = bus::trust::SignerCell::new(signer, &bus::trust::KeySet::default());
-    let app = bus::api::app(bus::api::AppState::new(
-        registry,
-        store,
-        config,
-        std::sync::Arc::new(signer),
-    ));
+    let keys = bus::core::node::Keys {
+        signer: std::sync::Arc::new(bus::trust::SignerCell::new(
+            signer,
+            &bus::trust::KeySet::default(),
+        )),
+        subjects: std::sync::Arc::new(
+            bus::subjects::SubjectKey::load_or_create(&dir.path().join("certs")).expect("key"),
+        ),
+    };
+    let app = bus::api::app(bus::api::AppState::new(registry, store, config, keys));
     let peer = bus::identity::Peer {
         member: bus::identity::MemberId::parse("COM/8120000123456").unwrap(),
         remote: std::net::SocketAddr::from(([127, 0, 0, 1], 40000)),

@@ -33,6 +33,7 @@ fn message(sender: &MemberId, to: &MemberId, kind: Kind, body: &str) -> NewMessa
         hash: hash_of(body),
         envelope: format!(r#"{{"id":"{id}","data":{{"b":{body:?}}}}}"#),
         digest: [7; 32],
+        subjects: Vec::new(),
         warnings: "[]".into(),
         recipients: vec![to.clone()],
         to_feed: kind == Kind::Event,

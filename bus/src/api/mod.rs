@@ -10,6 +10,7 @@ mod limits;
 mod messages;
 mod queries;
 mod schemas;
+mod subjects;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,13 +25,12 @@ use axum::{Router, middleware};
 use tokio::sync::{Semaphore, watch};
 
 use crate::core::limits::{RateLimiter, Slot, Slots};
-use crate::core::node::Node;
+use crate::core::node::{Keys, Node};
 use crate::error::ApiError;
 use crate::identity::{MemberId, Peer};
 use crate::problem::FieldError;
 use crate::registry::Registry;
 use crate::store::Store;
-use crate::trust::SignerCell;
 
 /// Limits and timings of the API; every one is a `simpul serve` flag.
 #[derive(Debug, Clone)]
@@ -124,7 +124,7 @@ impl AppState {
         registry: Arc<Registry>,
         store: Arc<dyn Store>,
         config: ApiConfig,
-        signer: Arc<SignerCell>,
+        keys: Keys,
     ) -> Arc<Self> {
         Arc::new(AppState {
             inflight: Semaphore::new(config.max_inflight),
@@ -136,7 +136,7 @@ impl AppState {
             },
             readiness: Mutex::default(),
             degradations: Mutex::default(),
-            node: Node::new(registry, store, config.query_timeout, signer),
+            node: Node::new(registry, store, config.query_timeout, keys),
             config,
             closing: watch::Sender::new(false),
         })
@@ -217,6 +217,7 @@ pub fn app(state: SharedState) -> Router {
         .route("/v1/feeds/{type}", get(feeds::read))
         .route("/v1/schemas", get(schemas::list))
         .route("/v1/receipts/keys", get(receipt_keys))
+        .route("/v1/audit/subjects/{id}", get(subjects::report))
         .route("/v1/schemas/{id}", get(schemas::one))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))

@@ -39,6 +39,8 @@ pub enum Action {
     FeedRead,
     /// A sender reading the status of its message.
     StatusRead,
+    /// A member reading the citizen report of one person; `detail` names the subject's HMAC.
+    SubjectReport,
 }
 
 impl Action {
@@ -55,6 +57,7 @@ impl Action {
             Action::Reply => "reply",
             Action::FeedRead => "feed_read",
             Action::StatusRead => "status_read",
+            Action::SubjectReport => "subject_report",
         }
     }
 

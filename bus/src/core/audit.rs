@@ -35,6 +35,9 @@ pub struct Sealer {
     store: Arc<dyn Store>,
     signer: Arc<SignerCell>,
     policy: CheckpointPolicy,
+    /// When this sealer started: a chain without checkpoints gets its first one a full
+    /// interval later (or at shutdown), not at its first record.
+    started: i64,
 }
 
 impl Sealer {
@@ -43,6 +46,7 @@ impl Sealer {
             store,
             signer,
             policy,
+            started: now_us(),
         }
     }
 
@@ -68,7 +72,8 @@ impl Sealer {
         let due = grown >= self.policy.records
             || (grown > 0
                 && (force
-                    || now_us() - head.checkpoint_at >= self.policy.every.as_micros() as i64));
+                    || now_us() - head.checkpoint_at.max(self.started)
+                        >= self.policy.every.as_micros() as i64));
         let checkpoint = due.then(|| Checkpoint::sign(&self.signer.get(), count, hash));
         if n > 0 || checkpoint.is_some() {
             self.store.seal(sealed, checkpoint).await?;

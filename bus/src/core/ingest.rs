@@ -13,6 +13,7 @@ use crate::identity::MemberId;
 use crate::problem::FieldError;
 use crate::registry::{Kind, Registry, TypeDef};
 use crate::store::NewMessage;
+use crate::subjects::{self, Identifier};
 use crate::trust::KeySet;
 use crate::trust::jws::{self, JwsError};
 
@@ -24,10 +25,10 @@ pub struct Prepared {
     pub msg: NewMessage,
     pub def: Arc<TypeDef>,
     pub warnings: Vec<FieldError>,
-    /// The RFC 8785 form of the envelope as it will be stored: what its receipt signs.
-    pub canonical: Vec<u8>,
     /// The envelope's `time`, as stored (the bus filled it in if the sender did not).
     pub time: String,
+    /// The persons its payload is about (`x-data-subject`), to be indexed by HMAC.
+    pub identifiers: Vec<Identifier>,
 }
 
 /// An event that passed every check; [`prepare`] turns it into a message to store.
@@ -51,11 +52,12 @@ pub fn prepare(
     if let Some(cert) = cert {
         check_signature(&c.env.attrs, cert)?;
     }
+    let identifiers = subjects::identifiers(&c.def.schema.subjects, c.env.data());
     let time = c.env.attrs.get("time").and_then(Value::as_str);
     let time = time.unwrap_or_default().to_owned();
-    let envelope = Value::Object(c.env.attrs);
-    let canonical = crate::trust::canonical(&envelope);
-    let digest = Sha256::digest(&canonical).into();
+    // Stored in its RFC 8785 form: serialised once, and the very bytes its receipt signs.
+    let envelope = crate::trust::canonical_string(&Value::Object(c.env.attrs));
+    let digest = Sha256::digest(envelope.as_bytes()).into();
     Ok(Prepared {
         msg: NewMessage {
             id: c.env.id,
@@ -63,16 +65,17 @@ pub fn prepare(
             type_: c.def.name.clone(),
             kind: c.def.kind,
             hash: c.env.hash,
-            envelope: envelope.to_string(),
+            envelope,
             digest,
+            subjects: Vec::new(),
             warnings: serde_json::to_string(&c.warnings).unwrap_or_else(|_| "[]".into()),
             recipients: c.recipients,
             to_feed: c.def.kind == Kind::Event,
         },
         def: c.def,
         warnings: c.warnings,
-        canonical,
         time,
+        identifiers,
     })
 }
 

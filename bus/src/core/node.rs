@@ -17,6 +17,7 @@ use crate::registry::Registry;
 use crate::store::{
     AppendOutcome, Appended, LeaseRequest, Leased, Leases, Settled, Store, StoreError, Ticket,
 };
+use crate::subjects::SubjectKey;
 use crate::trust::SignerCell;
 
 /// Why an operation failed after its input was parsed; each becomes one problem type.
@@ -36,6 +37,12 @@ pub enum Failure {
     /// The provider nacked the query (502).
     #[error("{0}")]
     ProviderRefused(String),
+    /// The caller may not do this (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A path or query parameter that is not what it must be (400).
+    #[error("{detail}")]
+    BadParameter { name: String, detail: String },
     /// The provider took the query but its leases ran out without a reply (504).
     #[error("{0}")]
     ProviderUnavailable(String),
@@ -53,6 +60,15 @@ pub struct Node {
     pub query_timeout: Duration,
     /// The bus's key, which signs receipts.
     pub signer: Arc<SignerCell>,
+    /// The secret under which persons are indexed for the citizen report.
+    pub subject_key: Arc<SubjectKey>,
+}
+
+/// The bus's secrets a node works with.
+#[derive(Clone)]
+pub struct Keys {
+    pub signer: Arc<SignerCell>,
+    pub subjects: Arc<SubjectKey>,
 }
 
 /// A message made durable, with the bus's signed receipt for it.
@@ -72,42 +88,49 @@ impl Node {
         registry: Arc<Registry>,
         store: Arc<dyn Store>,
         query_timeout: Duration,
-        signer: Arc<SignerCell>,
+        keys: Keys,
     ) -> Node {
         Node {
             wakeups: Wakeups::start(store.clone()),
             registry,
             store,
             query_timeout,
-            signer,
+            signer: keys.signer,
+            subject_key: keys.subjects,
         }
     }
 
     /// Makes a batch durable (see [`Node::append`]) and signs a receipt for each message: over
     /// the envelope this batch stored, or for a duplicate over the one stored the first time.
-    pub async fn accept(&self, batch: Vec<Prepared>) -> Result<Vec<Receipted>, Failure> {
-        let stored: Vec<(Vec<u8>, String)> = batch
-            .iter()
-            .map(|p| (p.canonical.clone(), p.time.clone()))
+    pub async fn accept(&self, mut batch: Vec<Prepared>) -> Result<Vec<Receipted>, Failure> {
+        // Signed before the append, from the envelope about to be stored (no copy of it is
+        // kept); handed out only once the append says the message is durable.
+        let signed: Vec<(String, String)> = batch
+            .iter_mut()
+            .map(|p| {
+                let receipt = self.signer.receipt(p.msg.envelope.as_bytes());
+                (receipt, std::mem::take(&mut p.time))
+            })
             .collect();
         let results = self.append(batch).await?;
         results
             .into_iter()
-            .zip(stored)
-            .map(|(appended, (canonical, time))| {
-                let (canonical, time) = match &appended {
-                    Appended::Accepted => (canonical, time),
-                    Appended::Duplicate { envelope, .. } => {
-                        let v: serde_json::Value = serde_json::from_str(envelope)
-                            .map_err(|e| StoreError::Corrupt(format!("stored envelope: {e}")))?;
-                        let time = v["time"].as_str().unwrap_or_default().to_owned();
-                        (crate::trust::canonical(&v), time)
-                    }
+            .zip(signed)
+            .map(|(appended, (receipt, time))| {
+                let Appended::Duplicate { envelope, .. } = &appended else {
+                    return Ok(Receipted {
+                        receipt,
+                        appended,
+                        time,
+                    });
                 };
+                // A retry: the receipt is for what was stored the first time.
+                let v: serde_json::Value = serde_json::from_str(envelope)
+                    .map_err(|e| StoreError::Corrupt(format!("stored envelope: {e}")))?;
                 Ok(Receipted {
-                    receipt: self.signer.receipt(&canonical),
+                    receipt: self.signer.receipt(&crate::trust::canonical(&v)),
+                    time: v["time"].as_str().unwrap_or_default().to_owned(),
                     appended,
-                    time,
                 })
             })
             .collect()
@@ -120,8 +143,9 @@ impl Node {
         let mut wake: Vec<MemberId> = Vec::new();
         let msgs = batch
             .into_iter()
-            .map(|p| {
+            .map(|mut p| {
                 wake.extend(p.msg.recipients.iter().cloned());
+                p.msg.subjects = self.subject_key.hmacs(&p.identifiers);
                 p.msg
             })
             .collect();
@@ -150,6 +174,45 @@ impl Node {
         if let Err(err) = self.store.record(vec![e]).await {
             tracing::warn!(error = %err, "a refusal could not be audited");
         }
+    }
+
+    /// The citizen's data-access report: every record about the person whose `kind`
+    /// identifier is `value`, for a member granted `subject_report`. The request is itself
+    /// audited, under the subject's HMAC, never the identifier.
+    pub async fn subject_report(
+        &self,
+        asker: &MemberId,
+        kind: &str,
+        value: &str,
+    ) -> Result<Vec<Entry>, Failure> {
+        if !self
+            .registry
+            .member(asker)
+            .is_some_and(|m| m.subject_report)
+        {
+            self.refused(asker, "subject report", None, "forbidden")
+                .await;
+            return Err(Failure::Forbidden(format!(
+                "{asker} is not granted subject_report in the registry"
+            )));
+        }
+        let format = crate::formats::Format::from_name(kind)
+            .filter(|_| crate::subjects::KINDS.contains(&kind))
+            .ok_or_else(|| Failure::BadParameter {
+                name: "kind".into(),
+                detail: format!("must be one of {:?}", crate::subjects::KINDS),
+            })?;
+        if !format.is_valid(value) {
+            return Err(Failure::BadParameter {
+                name: kind.into(),
+                detail: format!("is not a valid {kind}"),
+            });
+        }
+        let subject = self.subject_key.hmac(kind, value);
+        let asked = Entry::new(asker.as_str(), Action::SubjectReport)
+            .detail(format!("{kind} {}", crate::audit::hex(&subject)));
+        self.store.record(vec![asked]).await?;
+        Ok(self.store.subject_records(subject).await?)
     }
 
     /// Leases from `member`'s inbox. The requesters of queries that this lease found out of

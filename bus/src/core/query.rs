@@ -21,7 +21,8 @@ use super::ingest::Prepared;
 use super::node::{Failure, Node};
 use crate::identity::MemberId;
 use crate::registry::{Kind, TypeDef};
-use crate::store::{Appended, DeadLetter, MessageRecord, ReplyOutcome, StoreError};
+use crate::store::{Appended, DeadLetter, MessageRecord, NewReply, ReplyOutcome, StoreError};
+use crate::subjects;
 
 /// How a query ended without a reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,9 +297,17 @@ impl Node {
             }
         }
         let text = data.to_string();
+        let ids = def
+            .response_schema
+            .as_ref()
+            .map(|s| subjects::identifiers(&s.subjects, &data));
+        let reply = NewReply {
+            body: text.clone(),
+            subjects: self.subject_key.hmacs(&ids.unwrap_or_default()),
+        };
         let outcome = self
             .store
-            .reply(provider, id, Some(requester), text.clone())
+            .reply(provider, id, Some(requester), reply)
             .await?;
         match outcome {
             ReplyOutcome::Stored { requester } => {

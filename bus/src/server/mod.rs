@@ -18,10 +18,12 @@ pub use http::{ConnOptions, serve as serve_connections};
 
 use crate::api::{self, ApiConfig, AppState};
 use crate::core::audit::{CheckpointPolicy, Sealer};
+use crate::core::node::Keys;
 use crate::identity::MemberId;
 use crate::pki::{DevCa, PkiError, Validity};
 use crate::registry::{Registry, RegistryError};
 use crate::store::{PgOptions, PgStore, SqliteStore, Store, StoreError, StoreOptions};
+use crate::subjects::SubjectKey;
 use crate::tls::{self, MemberVerifier, ServerTls, TlsError, TlsListener, TlsSettings};
 use crate::transport::amqp::AmqpOptions;
 use crate::trust::{KeySet, Signer, SignerCell};
@@ -188,7 +190,11 @@ async fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
         signer.clone(),
         opts.audit_checkpoint,
     ));
-    let state = AppState::new(registry.clone(), store.clone(), opts.api.clone(), signer);
+    let keys = Keys {
+        signer,
+        subjects: Arc::new(SubjectKey::load_or_create(&opts.certs)?),
+    };
+    let state = AppState::new(registry.clone(), store.clone(), opts.api.clone(), keys);
     let transport = match (&opts.amqp, pg) {
         (Some(amqp), Some(pg)) => Some(transport::prepare(opts, amqp, &registry, relayed, pg)?),
         _ => None,

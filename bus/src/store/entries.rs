@@ -86,3 +86,34 @@ pub fn feed_read(reader: &MemberId, type_: &str, items: &[super::FeedItem]) -> O
             )),
     )
 }
+
+/// Whether a feed read's record (its `detail`, as [`feed_read`] writes it) covers `cursor`.
+pub fn feed_read_covers(detail: Option<&str>, cursor: i64) -> bool {
+    let range = detail
+        .and_then(|d| d.strip_prefix("cursors "))
+        .and_then(|d| d.split(' ').next())
+        .and_then(|r| r.split_once("..="));
+    match range {
+        Some((a, b)) => match (a.parse::<i64>(), b.parse::<i64>()) {
+            (Ok(a), Ok(b)) => (a..=b).contains(&cursor),
+            _ => false,
+        },
+        None => false,
+    }
+}
+
+/// A person's records from the records of each message about them (`linked`) and the feed
+/// reads of their types (`reads`, kept where their cursors cover `cursor`): oldest first,
+/// each once.
+pub fn subject_report(linked: Vec<Entry>, reads: Vec<(Entry, i64)>) -> Vec<Entry> {
+    let mut out = linked;
+    out.extend(
+        reads
+            .into_iter()
+            .filter(|(e, cursor)| feed_read_covers(e.detail.as_deref(), *cursor))
+            .map(|(e, _)| e),
+    );
+    out.sort_by(|a, b| (a.at, &a.actor).cmp(&(b.at, &b.actor)));
+    out.dedup();
+    out
+}

@@ -57,11 +57,14 @@ pub struct NewMessage {
     pub kind: Kind,
     /// SHA-256 of the canonical content (`envelope::content_hash`): "same id, same content".
     pub hash: [u8; 32],
-    /// The envelope with `source` and `time` filled in, serialised once.
+    /// The envelope with `source` and `time` filled in, serialised once, in its RFC 8785
+    /// form: what its receipt signs.
     pub envelope: String,
     /// SHA-256 of the stored envelope's RFC 8785 form: what its receipt signs and its audit
     /// record names.
     pub digest: [u8; 32],
+    /// HMACs of the persons its payload is about (`x-data-subject`), for the citizen report.
+    pub subjects: Vec<[u8; 32]>,
     pub warnings: String,
     pub recipients: Vec<MemberId>,
     /// Events also go to their type's replayable feed.
@@ -200,6 +203,29 @@ pub struct FeedItem {
     pub event: Box<RawValue>,
 }
 
+/// A provider's reply, and the persons it is about.
+#[derive(Debug, Clone, Default)]
+pub struct NewReply {
+    pub body: String,
+    /// HMACs of the persons its payload is about (`x-data-subject`).
+    pub subjects: Vec<[u8; 32]>,
+}
+
+impl From<&str> for NewReply {
+    fn from(body: &str) -> Self {
+        body.to_owned().into()
+    }
+}
+
+impl From<String> for NewReply {
+    fn from(body: String) -> Self {
+        NewReply {
+            body,
+            subjects: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplyOutcome {
     /// Stored as the answer to `requester`'s query.
@@ -248,7 +274,7 @@ pub trait MessageLog: Send + Sync + 'static {
         provider: &MemberId,
         id: Uuid,
         requester: Option<MemberId>,
-        reply: String,
+        reply: NewReply,
     ) -> Result<ReplyOutcome, StoreError>;
     /// Takes `requester`'s query back from its provider's inbox once nobody waits for the
     /// answer; returns false when it was already settled.
@@ -393,6 +419,10 @@ pub trait AuditTrail: AuditRead + 'static {
     async fn lead_sealing(&self) -> Result<Leadership, StoreError>;
     /// Up to `limit` records not yet chained, in the order they committed, with their rows.
     async fn unsealed(&self, limit: usize) -> Result<Vec<(i64, Entry)>, StoreError>;
+    /// Every record about the person whose identifier has HMAC `subject`: of the messages and
+    /// replies that carried it (sent, delivered, settled, replied, status read) and of the
+    /// feed reads that returned them; oldest first.
+    async fn subject_records(&self, subject: [u8; 32]) -> Result<Vec<Entry>, StoreError>;
     /// Writes chain positions and hashes for those rows, and a checkpoint, in one commit.
     async fn seal(
         &self,

@@ -41,6 +41,11 @@ pub fn canonical(value: &Value) -> Vec<u8> {
     serde_json_canonicalizer::to_vec(value).expect("canonical JSON")
 }
 
+/// [`canonical`] as a string.
+pub fn canonical_string(value: &Value) -> String {
+    serde_json_canonicalizer::to_string(value).expect("canonical JSON")
+}
+
 /// SHA-256 of the canonical form of a JSON text; `None` when it is not JSON.
 pub fn digest_json(text: &str) -> Option<[u8; 32]> {
     let v: Value = serde_json::from_str(text).ok()?;

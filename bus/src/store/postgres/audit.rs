@@ -36,6 +36,43 @@ CREATE TABLE audit_checkpoints(
 );
 ";
 
+pub(super) const SUBJECTS: &str = "
+-- The citizen report: persons (HMACs of their identifiers, never the identifiers) and the
+-- messages about them; feed_cursor links an event to the feed reads that returned it.
+CREATE TABLE audit_subjects(
+    subject bytea NOT NULL,
+    sender text NOT NULL,
+    msg_id uuid NOT NULL,
+    type text NOT NULL,
+    msg_seq bigint,
+    feed_cursor bigint
+);
+CREATE INDEX audit_subjects_by_subject ON audit_subjects(subject);
+CREATE INDEX audit_subjects_by_message ON audit_subjects(msg_seq);
+CREATE INDEX audit_by_message ON audit(msg_id) WHERE msg_id IS NOT NULL;
+CREATE INDEX audit_feed_reads ON audit(type) WHERE action = 'feed_read';
+";
+
+/// Indexes the message (`sender`, `id`) under each of `subjects`, in the caller's transaction.
+pub(super) async fn index_subjects(
+    c: &impl GenericClient,
+    subjects: &[[u8; 32]],
+    (sender, id, type_): (&str, uuid::Uuid, &str),
+) -> Result<(), StoreError> {
+    if subjects.is_empty() {
+        return Ok(());
+    }
+    let subjects: Vec<&[u8]> = subjects.iter().map(|s| &s[..]).collect();
+    c.execute(
+        "INSERT INTO audit_subjects(subject, sender, msg_id, type)
+         SELECT s, $2, $3, $4 FROM unnest($1::bytea[]) AS s",
+        &[&subjects, &sender, &id, &type_],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
 /// Inserts `entries` in the caller's transaction, in one statement.
 pub(super) async fn record(c: &impl GenericClient, entries: &[Entry]) -> Result<(), StoreError> {
     if entries.is_empty() {
@@ -173,6 +210,50 @@ impl AuditTrail for PgStore {
     async fn record(&self, entries: Vec<Entry>) -> Result<(), StoreError> {
         let c = self.client().await?;
         record(&**c, &entries).await
+    }
+
+    async fn subject_records(&self, subject: [u8; 32]) -> Result<Vec<Entry>, StoreError> {
+        let c = self.client().await?;
+        let links = c
+            .query(
+                "SELECT DISTINCT sender, msg_id, type, feed_cursor FROM audit_subjects
+                 WHERE subject = $1",
+                &[&&subject[..]],
+            )
+            .await
+            .map_err(pg_error)?;
+        let (mut linked, mut read) = (Vec::new(), Vec::new());
+        for l in &links {
+            let (sender, id): (&str, uuid::Uuid) = (l.get(0), l.get(1));
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {COLUMNS} FROM audit
+                         WHERE msg_id = $1 AND (actor = $2 OR counterpart = $2)"
+                    ),
+                    &[&id, &sender],
+                )
+                .await
+                .map_err(pg_error)?;
+            for r in &rows {
+                linked.push(entry(r)?);
+            }
+            if let Some(cursor) = l.get::<_, Option<i64>>(3) {
+                let rows = c
+                    .query(
+                        &format!(
+                            "SELECT {COLUMNS} FROM audit WHERE action = 'feed_read' AND type = $1"
+                        ),
+                        &[&l.get::<_, &str>(2)],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                for r in &rows {
+                    read.push((entry(r)?, cursor));
+                }
+            }
+        }
+        Ok(crate::store::entries::subject_report(linked, read))
     }
 
     async fn lead_sealing(&self) -> Result<Leadership, StoreError> {

@@ -12,7 +12,7 @@ use crate::identity::MemberId;
 use crate::store::entries::{accepted, feed_read, replied, status_read, withdrawn};
 use crate::store::{
     AppendOutcome, Appended, DeadLetter, DeliveryState, DeliveryStatus, FeedItem, MessageLog,
-    MessageRecord, NewMessage, ReplyOutcome, StoreError,
+    MessageRecord, NewMessage, NewReply, ReplyOutcome, StoreError,
 };
 
 /// Class id of the advisory locks that order each feed type's numbers by commit.
@@ -32,6 +32,9 @@ const INSERT: &str = "
     , a AS (
       INSERT INTO audit(at, actor, action, type, msg_id, counterpart, digest)
       SELECT $9, $1, $10, $3, $2, $11, $12 FROM m)
+    , s AS (
+      INSERT INTO audit_subjects(subject, sender, msg_id, type, msg_seq)
+      SELECT u.s, $1, $2, $3, m.seq FROM m, unnest($13::bytea[]) AS u(s))
     SELECT seq FROM m";
 
 /// Inserts one message: accepted (with its row number), a duplicate of the stored one, or
@@ -44,6 +47,7 @@ async fn insert_one(
 ) -> Result<Option<(Appended, Option<i64>)>, StoreError> {
     let recipients: Vec<&str> = m.recipients.iter().map(|r| r.as_str()).collect();
     let audit = accepted(m);
+    let subjects: Vec<&[u8]> = m.subjects.iter().map(|s| &s[..]).collect();
     let row = c
         .query_opt(
             insert,
@@ -60,6 +64,7 @@ async fn insert_one(
                 &audit.action.as_str(),
                 &audit.counterpart,
                 &audit.digest,
+                &subjects,
             ],
         )
         .await
@@ -121,7 +126,11 @@ impl MessageLog for PgStore {
             }
             let (types, seqs): (Vec<&str>, Vec<i64>) = feed.into_iter().unzip();
             tx.execute(
-                "INSERT INTO feed(type, msg_seq) SELECT * FROM unnest($1::text[], $2::bigint[])",
+                "WITH f AS (
+                   INSERT INTO feed(type, msg_seq)
+                   SELECT * FROM unnest($1::text[], $2::bigint[]) RETURNING seq, msg_seq)
+                 UPDATE audit_subjects s SET feed_cursor = f.seq FROM f
+                 WHERE s.msg_seq = f.msg_seq",
                 &[&types, &seqs],
             )
             .await
@@ -136,7 +145,7 @@ impl MessageLog for PgStore {
         provider: &MemberId,
         id: Uuid,
         requester: Option<MemberId>,
-        body: String,
+        body: NewReply,
     ) -> Result<ReplyOutcome, StoreError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg_error)?;
@@ -179,7 +188,7 @@ impl MessageLog for PgStore {
         let seq: i64 = q.get(0);
         tx.execute(
             "UPDATE messages SET reply = $2 WHERE seq = $1",
-            &[&seq, &body],
+            &[&seq, &body.body],
         )
         .await
         .map_err(pg_error)?;
@@ -190,8 +199,9 @@ impl MessageLog for PgStore {
         )
         .await
         .map_err(pg_error)?;
-        let entry = replied(provider, id, q.get(3), q.get(5), &body);
+        let entry = replied(provider, id, q.get(3), q.get(5), &body.body);
         audit::record(&*tx, &[entry]).await?;
+        audit::index_subjects(&*tx, &body.subjects, (q.get(3), id, q.get(5))).await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(ReplyOutcome::Stored {
             requester: member(q.get(3))?,

@@ -61,6 +61,8 @@ CREATE INDEX outbox_open ON deliveries(msg_seq) WHERE state = 'outbox';
 ",
     // 3: the audit log and its signed checkpoints.
     super::audit::TABLES,
+    // 4: the subject index of the citizen report.
+    super::audit::SUBJECTS,
 ];
 
 /// The schema this binary writes.

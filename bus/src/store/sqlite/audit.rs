@@ -27,6 +27,18 @@ CREATE TABLE IF NOT EXISTS audit(
     hash BLOB
 );
 CREATE INDEX IF NOT EXISTS audit_unsealed ON audit(seq) WHERE pos IS NULL;
+-- The citizen report: persons (HMACs of their identifiers, never the identifiers) and the
+-- messages about them; feed_cursor links an event to the feed reads that returned it.
+CREATE TABLE IF NOT EXISTS audit_subjects(
+    subject BLOB NOT NULL,
+    sender TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    feed_cursor INTEGER
+);
+CREATE INDEX IF NOT EXISTS audit_subjects_by_subject ON audit_subjects(subject);
+CREATE INDEX IF NOT EXISTS audit_by_message ON audit(msg_id) WHERE msg_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_feed_reads ON audit(type) WHERE action = 'feed_read';
 CREATE TABLE IF NOT EXISTS audit_checkpoints(
     count INTEGER PRIMARY KEY,
     head BLOB NOT NULL,
@@ -52,6 +64,53 @@ pub(super) fn record(c: &Connection, e: &Entry) -> rusqlite::Result<()> {
         e.detail
     ])
     .map(drop)
+}
+
+/// Indexes the message (`sender`, `id`) under each of `subjects`, in the caller's savepoint.
+pub(super) fn index_subjects(
+    c: &Connection,
+    subjects: &[[u8; 32]],
+    (sender, id, type_): (&str, uuid::Uuid, &str),
+    feed_cursor: Option<i64>,
+) -> rusqlite::Result<()> {
+    let mut insert = c.prepare_cached(
+        "INSERT INTO audit_subjects(subject, sender, msg_id, type, feed_cursor)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for s in subjects {
+        insert.execute(params![&s[..], sender, id.to_string(), type_, feed_cursor])?;
+    }
+    Ok(())
+}
+
+fn subject_records(c: &Connection, subject: [u8; 32]) -> rusqlite::Result<Vec<Entry>> {
+    let links: Vec<(String, String, String, Option<i64>)> = c
+        .prepare_cached(
+            "SELECT DISTINCT sender, msg_id, type, feed_cursor FROM audit_subjects
+             WHERE subject = ?1",
+        )?
+        .query_map([&subject[..]], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut of_message = c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM audit WHERE msg_id = ?1 AND (actor = ?2 OR counterpart = ?2)"
+    ))?;
+    let mut reads = c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM audit WHERE action = 'feed_read' AND type = ?1"
+    ))?;
+    let (mut linked, mut read) = (Vec::new(), Vec::new());
+    for (sender, id, type_, cursor) in links {
+        for e in of_message.query_map(params![id, sender], entry)? {
+            linked.push(e?);
+        }
+        if let Some(cursor) = cursor {
+            for e in reads.query_map([type_], entry)? {
+                read.push((e?, cursor));
+            }
+        }
+    }
+    Ok(crate::store::entries::subject_report(linked, read))
 }
 
 fn corrupt(what: &str) -> rusqlite::Error {
@@ -245,6 +304,10 @@ impl AuditTrail for SqliteStore {
 
     async fn unsealed(&self, limit: usize) -> Result<Vec<(i64, Entry)>, StoreError> {
         self.read(move |c| unsealed(c, limit)).await
+    }
+
+    async fn subject_records(&self, subject: [u8; 32]) -> Result<Vec<Entry>, StoreError> {
+        self.read(move |c| subject_records(c, subject)).await
     }
 
     async fn seal(

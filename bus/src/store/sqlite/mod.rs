@@ -38,7 +38,8 @@ use writer::{Answer, Checkpointer, Op, WAL_BOUND_PAGES, WRITER_CACHE_KIB, Writer
 use super::entries;
 use super::{
     AppendOutcome, AuditTrail, DeliveryQueue, FeedItem, LeaseRequest, Leases, MessageLog,
-    MessageRecord, NewMessage, Notifier, ReplyOutcome, Settled, Store, StoreError, Ticket,
+    MessageRecord, NewMessage, NewReply, Notifier, ReplyOutcome, Settled, Store, StoreError,
+    Ticket,
 };
 use crate::identity::MemberId;
 
@@ -222,7 +223,7 @@ impl MessageLog for SqliteStore {
         provider: &MemberId,
         id: Uuid,
         requester: Option<MemberId>,
-        body: String,
+        body: NewReply,
     ) -> Result<ReplyOutcome, StoreError> {
         let provider = provider.clone();
         self.submit(|answer| Op::Reply {

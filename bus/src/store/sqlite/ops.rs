@@ -5,14 +5,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::audit::record;
+use super::audit::{index_subjects, record};
 use super::now_ms;
 use crate::audit::{Action, Entry};
 use crate::identity::MemberId;
 use crate::store::entries::{accepted, replied, settled, withdrawn};
 use crate::store::{
     AppendOutcome, Appended, DeadLetter, DeliveryState, DeliveryStatus, LeaseRequest, Leased,
-    Leases, MessageRecord, NewMessage, ReplyOutcome, Settled, Ticket,
+    Leases, MessageRecord, NewMessage, NewReply, ReplyOutcome, Settled, Ticket,
 };
 
 const PENDING: i64 = 0;
@@ -90,10 +90,15 @@ pub(super) fn append(c: &Connection, batch: &[NewMessage]) -> rusqlite::Result<A
         for r in &m.recipients {
             deliver.execute(params![seq, id, r.as_str(), now])?;
         }
-        if m.to_feed {
-            feed.execute(params![m.type_, seq])?;
-        }
+        let cursor = match m.to_feed {
+            true => {
+                feed.execute(params![m.type_, seq])?;
+                Some(c.last_insert_rowid())
+            }
+            false => None,
+        };
         record(c, &accepted(m))?;
+        index_subjects(c, &m.subjects, (sender, m.id, &m.type_), cursor)?;
         results.push(Appended::Accepted);
     }
     Ok(AppendOutcome::Stored(results))
@@ -254,7 +259,7 @@ pub(super) fn reply(
     provider: &MemberId,
     id: Uuid,
     requester: Option<&MemberId>,
-    body: &str,
+    reply: &NewReply,
 ) -> rusqlite::Result<ReplyOutcome> {
     let mut rows: Vec<Asked> = c
         .prepare_cached(
@@ -297,10 +302,11 @@ pub(super) fn reply(
         ));
     }
     c.prepare_cached("UPDATE messages SET reply = ?2 WHERE seq = ?1")?
-        .execute(params![q.message, body])?;
+        .execute(params![q.message, reply.body])?;
     c.prepare_cached("UPDATE deliveries SET state = 2, available_at = 0 WHERE seq = ?1")?
         .execute([q.delivery])?;
-    record(c, &replied(provider, id, &q.sender, &q.type_, body))?;
+    record(c, &replied(provider, id, &q.sender, &q.type_, &reply.body))?;
+    index_subjects(c, &reply.subjects, (&q.sender, id, &q.type_), None)?;
     Ok(ReplyOutcome::Stored {
         requester: member_id(q.sender)?,
     })

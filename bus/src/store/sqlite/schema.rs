@@ -10,7 +10,7 @@ use crate::envelope::{content_hash, parse_id};
 use crate::store::SchemaError;
 
 /// The schema this binary writes.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 const TABLES: &str = "
 CREATE TABLE messages(
@@ -81,7 +81,8 @@ pub fn prepare(c: &mut Connection) -> Result<(), SchemaError> {
         // token settles them as before.
         tx.execute_batch("ALTER TABLE deliveries ADD COLUMN lease_token BLOB")?;
     }
-    // Version 4 added the audit log; what happened before it was not recorded.
+    // Version 4 added the audit log (what happened before it was not recorded), version 5
+    // its subject index; both are created where missing.
     tx.execute_batch(super::audit::TABLES)?;
     if has_messages {
         tracing::info!(

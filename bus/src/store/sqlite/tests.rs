@@ -13,6 +13,7 @@ fn msg(sender: &MemberId, to: &MemberId, body: &str) -> NewMessage {
         hash: [7; 32],
         envelope: format!("{{\"data\":{body:?}}}"),
         digest: [7; 32],
+        subjects: Vec::new(),
         warnings: "[]".into(),
         recipients: vec![to.clone()],
         to_feed: false,

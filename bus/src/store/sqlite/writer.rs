@@ -14,7 +14,8 @@ use crate::audit::{Checkpoint, Entry, Record};
 use crate::identity::MemberId;
 use crate::registry::Kind;
 use crate::store::{
-    AppendOutcome, LeaseRequest, Leases, NewMessage, ReplyOutcome, Settled, StoreError, Ticket,
+    AppendOutcome, LeaseRequest, Leases, NewMessage, NewReply, ReplyOutcome, Settled, StoreError,
+    Ticket,
 };
 
 pub(super) type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -33,7 +34,7 @@ pub(super) enum Op {
         provider: MemberId,
         id: Uuid,
         requester: Option<MemberId>,
-        body: String,
+        body: NewReply,
         answer: Answer<ReplyOutcome>,
     },
     Withdraw {

@@ -1,0 +1,102 @@
+//! The certificate lifecycle: a member's own CSR signed by the CA (its key never leaves it).
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+/// A key and CSR made the way an agency would, with openssl, on its own machine.
+fn openssl_csr(dir: &std::path::Path, cn: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (key, csr) = (dir.join("own.key"), dir.join("own.csr"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)
+        .args(["-subj", &format!("/CN={cn}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (key, csr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_members_own_csr_is_signed_and_its_key_never_leaves_it() {
+    let bus = Bus::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (key, csr) = openssl_csr(dir.path(), "anything the member likes");
+    let out = bus
+        .simpul()
+        .args(["certs", "issue", PORTAL, "--csr"])
+        .arg(&csr)
+        .arg("--dir")
+        .arg(bus.certs())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let paths = bus::pki::member_paths(
+        &bus.certs(),
+        &bus::identity::MemberId::parse(PORTAL).unwrap(),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        paths.cert.display().to_string()
+    );
+    assert!(!paths.key.exists(), "the CA holds no key for it");
+
+    // The member connects with the issued certificate and its own key; the certificate names
+    // the member (from the CA, not from the CSR's subject).
+    let c = bus::client::Client::new(&bus.base, &bus.certs().join("ca.pem"), &paths.cert, &key)
+        .unwrap();
+    let a = c
+        .request(reqwest::Method::GET, "/v1/receipts/keys", None, None)
+        .await
+        .unwrap();
+    assert_status(&a, 200);
+    let der = bus::tls::load_certs(&paths.cert).unwrap().remove(0);
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+    assert!(
+        cert.subject().to_string().contains(PORTAL),
+        "{}",
+        cert.subject()
+    );
+
+    // A CSR whose signature does not verify is refused, naming the file.
+    let mut bad = std::fs::read_to_string(&csr).unwrap().into_bytes();
+    let i = bad.len() / 2;
+    bad[i] = if bad[i] == b'A' { b'B' } else { b'A' };
+    let bad_csr = dir.path().join("bad.csr");
+    std::fs::write(&bad_csr, bad).unwrap();
+    let out = bus
+        .simpul()
+        .args(["certs", "issue", PORTAL, "--csr"])
+        .arg(&bad_csr)
+        .arg("--dir")
+        .arg(bus.certs())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.csr") && err.contains("signing request"),
+        "{err}"
+    );
+}
