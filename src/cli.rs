@@ -230,6 +230,17 @@ impl Cli {
                 command: RegistryCommand::Check { file },
             } => {
                 let reg = Registry::load(&file)?;
+                for crl in &reg.trust.crl {
+                    bus::tls::crl::load_checked(crl)?;
+                }
+                if !reg.trust.crl.is_empty() {
+                    for ca in bus::tls::crl::uncovered(&reg.trust.ca, &reg.trust.crl)? {
+                        println!(
+                            "warning: no configured CRL is issued by the CA {ca}: member \
+                             certificates it issues will be refused"
+                        );
+                    }
+                }
                 println!(
                     "{}: ok ({} members, {} types, {} schemas)",
                     file.display(),

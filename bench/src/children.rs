@@ -63,7 +63,10 @@ pub fn bus(
 pub fn echo(certs: &Path, instance: &str) -> anyhow::Result<()> {
     let settings = TlsSettings {
         ca_files: vec![certs.join("ca.pem")],
-        crl_file: Some(certs.join("crl.pem")).filter(|p| p.exists()),
+        crl_files: Some(certs.join("crl.pem"))
+            .filter(|p| p.exists())
+            .into_iter()
+            .collect(),
         cert_file: certs.join("server.pem"),
         key_file: certs.join("server.key"),
         instance: instance.to_owned(),

@@ -22,7 +22,7 @@ pub fn run(iterations: u32) -> anyhow::Result<()> {
     )?;
     let settings = TlsSettings {
         ca_files: vec![dir.path().join("ca.pem")],
-        crl_file: Some(dir.path().join("crl.pem")),
+        crl_files: vec![dir.path().join("crl.pem")],
         cert_file: dir.path().join("server.pem"),
         key_file: dir.path().join("server.key"),
         instance: "simpul.dev".into(),

@@ -67,8 +67,24 @@ pub struct Trust {
     /// PEM files of the CAs that issue member certificates, relative to the registry file.
     #[serde(default)]
     pub ca: Vec<PathBuf>,
-    /// PEM CRL file, relative to the registry file; re-read when it changes.
-    pub crl: Option<PathBuf>,
+    /// PEM CRL files, one per issuing CA (a single file may be given as a string), relative
+    /// to the registry file; re-read when they change.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub crl: Vec<PathBuf>,
+}
+
+/// A list that may also be written as its one element.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(p) => vec![p],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -249,7 +265,7 @@ impl Registry {
         }
         let trust = Trust {
             ca: raw.trust.ca.iter().map(|p| base.join(p)).collect(),
-            crl: raw.trust.crl.as_ref().map(|p| base.join(p)),
+            crl: raw.trust.crl.iter().map(|p| base.join(p)).collect(),
         };
         for file in trust.ca.iter().chain(&trust.crl) {
             if !file.is_file() {

@@ -155,10 +155,10 @@ async fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
             trust.ca.clone()
         },
         // The development CA's CRL must be there: without it revocation would silently be off.
-        crl_file: match (&trust.crl, trust.ca.is_empty()) {
-            (Some(crl), _) => Some(crl.clone()),
-            (None, true) => Some(opts.certs.join(crate::pki::CRL)),
-            (None, false) => None,
+        crl_files: match (trust.crl.is_empty(), trust.ca.is_empty()) {
+            (false, _) => trust.crl.clone(),
+            (true, true) => vec![opts.certs.join(crate::pki::CRL)],
+            (true, false) => Vec::new(),
         },
         cert_file: opts.certs.join("server.pem"),
         key_file: opts.certs.join("server.key"),
@@ -167,10 +167,17 @@ async fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
         max_connections: opts.max_connections,
         crl_grace: opts.crl_grace,
     };
-    if settings.crl_file.is_none() {
+    if settings.crl_files.is_empty() {
         tracing::warn!(
             "no CRL configured for the trusted CA(s): revoked certificates are not refused"
         );
+    } else {
+        for ca in tls::crl::uncovered(&settings.ca_files, &settings.crl_files)? {
+            tracing::warn!(
+                "no configured CRL is issued by the CA {ca}: member certificates it issues \
+                 are refused (revocation status unknown); add its CRL to [trust] crl"
+            );
+        }
     }
     let known = registry.clone();
     let tls = tls::server_config(
@@ -307,7 +314,12 @@ async fn run(p: Prepared, listener: TlsListener, conn: ConnOptions) {
     let v = verifier.clone();
     p.state.add_readiness(Arc::new(move || v.crl_health()));
     if let Some(t) = p.transport {
-        let crl = p.settings.crl_file.clone().map(|f| (f, verifier.reloads()));
+        // The broker is given the first CRL (the development CA's).
+        let crl = p
+            .settings
+            .crl_files
+            .first()
+            .map(|f| (f.clone(), verifier.reloads()));
         if let Err(e) = t.start(&p.state, crl) {
             tracing::error!(error = %e, "the AMQP transport did not start");
         }

@@ -5,6 +5,7 @@
 //! a handler. The peer's identity is read once, from the verified certificate, in the
 //! listener; see [`listener`].
 
+pub mod crl;
 mod listener;
 mod verifier;
 
@@ -44,6 +45,8 @@ pub enum TlsError {
         path: PathBuf,
         source: rustls::Error,
     },
+    #[error("{}: {why}", path.display())]
+    Crl { path: PathBuf, why: String },
     #[error("{}: unusable CRL: {source}", path.display())]
     BadCrl {
         path: PathBuf,
@@ -60,10 +63,10 @@ pub enum TlsError {
 pub struct TlsSettings {
     /// Trusted CA certificates (PEM, any number per file) that issue member certificates.
     pub ca_files: Vec<PathBuf>,
-    /// PEM CRL(s), re-read when the file changes. When set, it must hold a CRL from every CA
-    /// that issues member certificates: a certificate whose revocation status is unknown is
-    /// refused rather than assumed good.
-    pub crl_file: Option<PathBuf>,
+    /// PEM CRL files, one per issuing CA, re-read when one changes. When set, they must hold
+    /// a CRL from every CA that issues member certificates: a certificate whose revocation
+    /// status is unknown is refused rather than assumed good.
+    pub crl_files: Vec<PathBuf>,
     /// The server's certificate chain (leaf first) and key.
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
@@ -100,7 +103,7 @@ pub fn server_config(s: &TlsSettings, is_member: IsMember) -> Result<ServerTls, 
     let roots = Arc::new(load_roots(&s.ca_files)?);
     let verifier = Arc::new(MemberVerifier::new(
         roots,
-        s.crl_file.clone(),
+        s.crl_files.clone(),
         s.instance.clone(),
         is_member,
         provider.clone(),

@@ -59,7 +59,7 @@ impl Fixture {
 
         let settings = TlsSettings {
             ca_files: vec![dir.join(pki::CA_CERT)],
-            crl_file: Some(dir.join(pki::CRL)),
+            crl_files: vec![dir.join(pki::CRL)],
             cert_file: dir.join(pki::SERVER_CERT),
             key_file: dir.join(pki::SERVER_KEY),
             instance: INSTANCE.into(),

@@ -42,7 +42,11 @@ pub struct MemberVerifier {
     roots: Arc<RootCertStore>,
     hints: Vec<DistinguishedName>,
     provider: Arc<CryptoProvider>,
-    crl_file: Option<PathBuf>,
+    /// The CRL files, one per issuing CA (or several CRLs in one file).
+    crl_files: Vec<PathBuf>,
+    /// When each issuer's last refusal for unknown revocation status was logged at WARN: once
+    /// a minute per issuer, so a member retrying in a loop does not flood the log.
+    warned: Mutex<std::collections::HashMap<String, Instant>>,
     /// How long past its `nextUpdate` a CRL is still trusted (`--crl-grace`).
     grace: Duration,
     state: Mutex<State>,
@@ -53,8 +57,8 @@ pub struct MemberVerifier {
 
 struct State {
     inner: Arc<dyn ClientCertVerifier>,
-    /// (mtime, length) of the CRL file the inner verifier was built from.
-    stamp: Option<(SystemTime, u64)>,
+    /// (mtime, length) of each CRL file the inner verifier was built from.
+    stamp: Vec<(SystemTime, u64)>,
     /// The earliest `nextUpdate` of the CRLs in force: past it (and the grace), they are
     /// stale and nobody is let in on them.
     next_update: Option<SystemTime>,
@@ -70,41 +74,34 @@ impl fmt::Debug for MemberVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemberVerifier")
             .field("instance", &self.instance)
-            .field("crl_file", &self.crl_file)
+            .field("crl_files", &self.crl_files)
             .finish_non_exhaustive()
     }
 }
 
 impl MemberVerifier {
-    /// Fails if the CRL file is set but missing or unreadable: starting without the
-    /// revocations it holds would let revoked members in.
+    /// Fails if a CRL file is missing, unreadable or not a CRL RFC 5280 allows: starting
+    /// without the revocations it holds would let revoked members in.
     pub fn new(
         roots: Arc<RootCertStore>,
-        crl_file: Option<PathBuf>,
+        crl_files: Vec<PathBuf>,
         instance: String,
         is_member: IsMember,
         provider: Arc<CryptoProvider>,
         grace: Duration,
     ) -> Result<MemberVerifier, TlsError> {
         let hints = roots.subjects();
-        let (inner, stamp, next_update) = match &crl_file {
-            Some(path) => {
-                let stamp = stamp(path).map_err(|source| TlsError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                let next = next_update(path)?;
-                (build(&roots, &provider, Some(path))?, Some(stamp), next)
-            }
-            None => (build(&roots, &provider, None)?, None, None),
-        };
+        let stamp = stamps(&crl_files)?;
+        let next_update = next_update(&crl_files)?;
+        let inner = build(&roots, &provider, &crl_files)?;
         Ok(MemberVerifier {
             instance,
             is_member,
             roots,
             hints,
             provider,
-            crl_file,
+            crl_files,
+            warned: Mutex::default(),
             grace,
             state: Mutex::new(State {
                 inner,
@@ -156,39 +153,40 @@ impl MemberVerifier {
             .next_update;
         match next {
             Some(t) if SystemTime::now() > t + self.grace => {
-                let path = self
-                    .crl_file
-                    .as_deref()
-                    .unwrap_or(std::path::Path::new("?"));
+                let files: Vec<String> = self
+                    .crl_files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
                 let since = time::OffsetDateTime::from(t)
                     .format(&time::format_description::well_known::Rfc3339)
                     .unwrap_or_default();
                 Err(format!(
                     "CRL {} is past its nextUpdate ({since}); refresh it (`simpul certs \
                      crl-refresh` for the development CA)",
-                    path.display()
+                    files.join(", ")
                 ))
             }
             _ => Ok(()),
         }
     }
 
-    /// Re-reads the CRL if its file changed since the last look; true when it was reloaded.
+    /// Re-reads the CRLs if a file changed since the last look; true when they were reloaded.
     pub fn refresh(&self) -> bool {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.checked = Instant::now();
-        let Some(path) = &self.crl_file else {
+        if self.crl_files.is_empty() {
             return false;
-        };
-        match stamp(path) {
-            Ok(now) if Some(now) != st.stamp => {
-                match build(&self.roots, &self.provider, Some(path))
-                    .and_then(|v| Ok((v, next_update(path)?)))
+        }
+        match stamps(&self.crl_files) {
+            Ok(now) if now != st.stamp => {
+                match build(&self.roots, &self.provider, &self.crl_files)
+                    .and_then(|v| Ok((v, next_update(&self.crl_files)?)))
                 {
                     Ok((v, next)) => {
-                        tracing::info!(crl = %path.display(), "CRL changed; reloaded");
+                        tracing::info!(crl = ?self.crl_files, "CRL changed; reloaded");
                         st.inner = v;
-                        st.stamp = Some(now);
+                        st.stamp = now;
                         st.next_update = next;
                         drop(st);
                         self.reloaded.send_modify(|n| *n += 1);
@@ -201,7 +199,7 @@ impl MemberVerifier {
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(crl = %path.display(), error = %e, "cannot stat CRL; keeping the previous one")
+                tracing::warn!(error = %e, "cannot stat a CRL; keeping the previous ones")
             }
         }
         false
@@ -227,46 +225,91 @@ impl MemberVerifier {
     }
 }
 
-/// The earliest `nextUpdate` among the CRLs in `path` (`None` if none has one).
-fn next_update(path: &std::path::Path) -> Result<Option<SystemTime>, TlsError> {
+/// The earliest `nextUpdate` among the CRLs in `files` (`None` if none has one).
+fn next_update(files: &[PathBuf]) -> Result<Option<SystemTime>, TlsError> {
     let mut earliest: Option<SystemTime> = None;
-    for der in super::load_crls(path)? {
-        let Ok((_, crl)) = x509_parser::parse_x509_crl(der.as_ref()) else {
-            continue; // webpki refuses it when building the verifier, with its reason
-        };
-        if let Some(t) = crl.next_update() {
-            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64);
-            earliest = Some(earliest.map_or(t, |e| e.min(t)));
+    for path in files {
+        for der in super::load_crls(path)? {
+            let Ok((_, crl)) = x509_parser::parse_x509_crl(der.as_ref()) else {
+                continue; // `build` refuses it, with its reason
+            };
+            if let Some(t) = crl.next_update() {
+                let t = SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64);
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
         }
     }
     Ok(earliest)
 }
 
-fn stamp(path: &std::path::Path) -> std::io::Result<(SystemTime, u64)> {
-    let m = std::fs::metadata(path)?;
-    Ok((m.modified()?, m.len()))
+fn stamps(files: &[PathBuf]) -> Result<Vec<(SystemTime, u64)>, TlsError> {
+    files
+        .iter()
+        .map(|path| {
+            let m = std::fs::metadata(path).and_then(|m| Ok((m.modified()?, m.len())));
+            m.map_err(|source| TlsError::Read {
+                path: path.clone(),
+                source,
+            })
+        })
+        .collect()
 }
 
 fn build(
     roots: &Arc<RootCertStore>,
     provider: &Arc<CryptoProvider>,
-    crl_file: Option<&std::path::Path>,
+    crl_files: &[PathBuf],
 ) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     let mut b = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
-    if let Some(path) = crl_file {
-        // Only the leaf: intermediates of a real CA are rarely covered by the CRL we are given,
-        // and refusing every member over that would be worse than not checking them.
-        b = b
-            .with_crls(super::load_crls(path)?)
-            .only_check_end_entity_revocation();
+    if !crl_files.is_empty() {
+        let mut crls = Vec::new();
+        for path in crl_files {
+            crls.extend(super::crl::load_checked(path)?);
+        }
+        // Only the leaf: a member's certificate is refused unless a CRL of its issuer is
+        // given (checking intermediates too would need every CA's CRL up to the root).
+        b = b.with_crls(crls).only_check_end_entity_revocation();
     }
-    b.build().map_err(|source| match crl_file {
-        Some(path) => TlsError::BadCrl {
-            path: path.to_owned(),
+    b.build().map_err(|source| match crl_files {
+        [] => TlsError::Verifier(source),
+        files => TlsError::BadCrl {
+            path: files[0].clone(),
             source,
         },
-        None => TlsError::Verifier(source),
     })
+}
+
+impl MemberVerifier {
+    /// Failing closed on a certificate whose issuer no CRL covers is right, but the operator
+    /// must learn why: said at WARN, naming the issuer and what to configure.
+    fn explain(&self, leaf: &CertificateDer<'_>, e: &rustls::Error) {
+        if !matches!(
+            e,
+            rustls::Error::InvalidCertificate(CertificateError::UnknownRevocationStatus)
+        ) {
+            return;
+        }
+        let issuer = x509_parser::parse_x509_certificate(leaf.as_ref())
+            .map(|(_, c)| c.issuer().to_string())
+            .unwrap_or_else(|_| "?".into());
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        if warned
+            .get(&issuer)
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        warned.insert(issuer.clone(), Instant::now());
+        let member = member_from_cert(&self.instance, leaf)
+            .map(|m| m.to_string())
+            .unwrap_or_else(|_| "?".into());
+        tracing::warn!(
+            %member,
+            %issuer,
+            "refused: revocation status unknown, no configured CRL is issued by {issuer}; add \
+             that CA's CRL to [trust] crl (one file per issuing CA)"
+        );
+    }
 }
 
 fn refuse(e: impl std::error::Error + Send + Sync + 'static) -> rustls::Error {
@@ -288,7 +331,8 @@ impl ClientCertVerifier for MemberVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.check(end_entity, intermediates, now)?;
+        self.check(end_entity, intermediates, now)
+            .inspect_err(|e| self.explain(end_entity, e))?;
         self.crl_health().map_err(|why| refuse(StaleCrl(why)))?;
         Ok(ClientCertVerified::assertion())
     }
