@@ -185,6 +185,14 @@ enum CertsCommand {
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
     },
+    /// A new server certificate and key from the development CA; a running bus rotates to them
+    /// (and signs receipts with the new key) on SIGHUP or within a second.
+    ServerRenew {
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        #[arg(long, default_value = "registry.toml")]
+        registry: PathBuf,
+    },
     /// Re-sign the development CRL with a new nextUpdate (the same revocations).
     CrlRefresh {
         #[arg(long, default_value = "certs")]
@@ -377,6 +385,11 @@ fn run_certs(c: CertsCommand) -> anyhow::Result<ExitCode> {
                     println!("{}", paths.cert.display());
                 }
             }
+        }
+        CertsCommand::ServerRenew { dir, registry } => {
+            let (instance, _) = member_ids(&registry)?;
+            DevCa::load(&dir)?.renew_server(&instance)?;
+            println!("{}", dir.join(bus::pki::SERVER_CERT).display());
         }
         CertsCommand::CrlRefresh { dir, hours } => {
             DevCa::load(&dir)?.refresh_crl_for(Duration::from_secs(hours * 3600))?;

@@ -100,3 +100,87 @@ async fn a_members_own_csr_is_signed_and_its_key_never_leaves_it() {
         "{err}"
     );
 }
+
+/// The key the bus signs receipts with now, from the kid of a fresh receipt.
+async fn receipt_kid(bus: &Bus) -> String {
+    let a = bus.client(DUKCAPIL).send(&death(NIK)).await.unwrap();
+    assert_status(&a, 202);
+    let receipt = a.body["receipt"].as_str().unwrap();
+    bus::trust::jws::parse(receipt).unwrap().header.kid
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_certificate_rotates_on_sighup_without_a_restart() {
+    let bus = Bus::start(&[]);
+    let old_kid = receipt_kid(&bus).await;
+    let ev = death(NIK2);
+    let first = bus.client(DUKCAPIL).send(&ev).await.unwrap();
+    let old_receipt = first.body["receipt"].as_str().unwrap().to_owned();
+
+    let out = bus
+        .simpul()
+        .args(["certs", "server-renew", "--dir"])
+        .arg(bus.certs())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bus.signal("HUP");
+    let new_kid =
+        bus::trust::kid_of(&bus::tls::load_certs(&bus.certs().join("server.pem")).unwrap()[0]);
+    assert_ne!(new_kid, old_kid);
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || async {
+            receipt_kid(&bus).await == new_kid
+        })
+        .await,
+        "receipts are signed with the new key"
+    );
+    // New handshakes present the new certificate.
+    let presented = common::raw::RawConn::open(&bus, HR).await.server_cert();
+    assert_eq!(bus::trust::kid_of(&presented), new_kid);
+    let a = bus
+        .client(HR)
+        .request(reqwest::Method::GET, "/v1/receipts/keys", None, None)
+        .await
+        .unwrap();
+    let kids: Vec<&str> = a.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert!(
+        kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()),
+        "{kids:?}"
+    );
+    // A receipt from before the rotation still verifies, by its kid.
+    let keys = bus.dir.path().join("keys.json");
+    std::fs::write(&keys, a.body.to_string()).unwrap();
+    let event = bus.dir.path().join("event.json");
+    let mut stored = ev.clone();
+    stored["source"] = first.body["source"].clone();
+    stored["time"] = first.body["time"].clone();
+    std::fs::write(&event, stored.to_string()).unwrap();
+    let out = bus
+        .simpul()
+        .args(["receipt", "verify", "--receipt", &old_receipt, "--event"])
+        .arg(&event)
+        .arg("--keys")
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The process is the one that started: no restart.
+    assert!(
+        bus.wait_for_log("server certificate and receipt key rotated")
+            .await
+    );
+}

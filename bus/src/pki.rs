@@ -402,6 +402,12 @@ impl DevCa {
         self.write_crl_for(&self.revoked()?, lifetime)
     }
 
+    /// A new server certificate and key for the bus, replacing the current ones; a running
+    /// bus picks them up on SIGHUP or within a second, without a restart.
+    pub fn renew_server(&self, instance: &str) -> Result<(), PkiError> {
+        self.issue_server(instance)
+    }
+
     /// The bus's own certificate: its TLS server identity, and its client identity towards
     /// RabbitMQ, which names the user from the one SAN URI (EXTERNAL login). Hence both key
     /// purposes, and a URI of the instance that no member id can equal (ids have two parts).

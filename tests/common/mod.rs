@@ -276,6 +276,18 @@ impl Bus {
         }
     }
 
+    /// Sends `signal` (`HUP`, say) to the running bus.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running bus").id();
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} {pid}");
+    }
+
     /// SIGKILL: no shutdown, no flush. What was acknowledged must survive this.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

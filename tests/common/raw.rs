@@ -42,6 +42,17 @@ impl RawConn {
         RawConn::connect(bus, &cert, &key, b"h2").await
     }
 
+    /// The certificate the bus presented in this connection's handshake.
+    pub fn server_cert(&self) -> Vec<u8> {
+        let certs = self
+            .stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .unwrap_or_default();
+        certs.first().map(|c| c.to_vec()).unwrap_or_default()
+    }
+
     async fn connect(
         bus: &Bus,
         cert: &std::path::Path,

@@ -24,6 +24,7 @@ use crate::pki::{DevCa, PkiError, Validity};
 use crate::registry::{Registry, RegistryError};
 use crate::store::{PgOptions, PgStore, SqliteStore, Store, StoreError, StoreOptions};
 use crate::subjects::SubjectKey;
+use crate::tls::rotation::ServerCert;
 use crate::tls::{self, MemberVerifier, ServerTls, TlsError, TlsListener, TlsSettings};
 use crate::transport::amqp::AmqpOptions;
 use crate::trust::{KeySet, Signer, SignerCell};
@@ -142,6 +143,8 @@ struct Prepared {
     /// The transport, started once the listener runs.
     pub transport: Option<transport::Prepared>,
     pub sealer: Arc<Sealer>,
+    /// Where the server certificate's earlier versions are kept (`receipt-keys/`).
+    pub certs: PathBuf,
 }
 
 async fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
@@ -213,6 +216,7 @@ async fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
         settings,
         transport,
         sealer,
+        certs: opts.certs.clone(),
     })
 }
 
@@ -325,6 +329,11 @@ async fn run(p: Prepared, listener: TlsListener, conn: ConnOptions) {
         }
     }
     let watcher = tokio::spawn(watch_crl(verifier.clone()));
+    let rotation = tokio::spawn(watch_keys(
+        p.tls.cert.clone(),
+        p.state.node.signer.clone(),
+        p.certs.clone(),
+    ));
     let sealing = tokio::spawn(p.sealer.clone().run());
     let shutdown = p.state.closing.subscribe();
     http::serve(
@@ -336,12 +345,59 @@ async fn run(p: Prepared, listener: TlsListener, conn: ConnOptions) {
     )
     .await;
     watcher.abort();
+    rotation.abort();
     sealing.abort();
     tracing::info!("stopped serving; sealing the audit and flushing the store");
     if let Err(e) = p.sealer.flush().await {
         tracing::warn!(error = %e, "the audit's last records stay unsealed until the next start");
     }
     p.store.close().await;
+}
+
+/// Replaces the server certificate and key, which also sign receipts and checkpoints, on
+/// SIGHUP or when their files change (looked at every second): new handshakes present the new
+/// certificate and new receipts name its `kid`, while earlier receipts keep verifying by theirs.
+async fn watch_keys(cert: Arc<ServerCert>, signer: Arc<SignerCell>, certs: PathBuf) {
+    let stamp =
+        |files: [&PathBuf; 2]| files.map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok());
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut seen = stamp(cert.files());
+    loop {
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let asked = tokio::select! {
+            _ = tick.tick() => false,
+            _ = hangup => true,
+        };
+        let now = stamp(cert.files());
+        if !asked && now == seen {
+            continue;
+        }
+        seen = now;
+        match cert.reload() {
+            Ok(false) if asked => tracing::info!("SIGHUP: the server certificate is unchanged"),
+            Ok(false) => {}
+            Ok(true) => {
+                let [c, k] = cert.files();
+                match Signer::load(c, k).and_then(|s| s.archive(&certs).map(|()| s)) {
+                    Ok(s) => {
+                        tracing::info!(kid = %s.kid, "server certificate and receipt key rotated");
+                        signer.replace(s);
+                    }
+                    Err(e) => tracing::error!(error = %e, "rotated TLS, but not the receipt key"),
+                }
+            }
+            // One file written and not yet the other: the next look sees both.
+            Err(e) => {
+                tracing::warn!(error = %e, "server certificate not reloaded; keeping the current one")
+            }
+        }
+    }
 }
 
 /// Looks at the CRL every second, so a revocation reaches open connections within seconds

@@ -7,6 +7,7 @@
 
 pub mod crl;
 mod listener;
+pub mod rotation;
 mod verifier;
 
 use std::path::{Path, PathBuf};
@@ -85,6 +86,8 @@ pub struct TlsSettings {
 pub struct ServerTls {
     pub config: Arc<ServerConfig>,
     pub verifier: Arc<MemberVerifier>,
+    /// The server certificate, which a reload replaces for new handshakes.
+    pub cert: Arc<rotation::ServerCert>,
 }
 
 /// The one crypto provider for the whole process, passed explicitly so nothing depends on a
@@ -109,16 +112,22 @@ pub fn server_config(s: &TlsSettings, is_member: IsMember) -> Result<ServerTls, 
         provider.clone(),
         s.crl_grace,
     )?);
+    let cert = Arc::new(rotation::ServerCert::load(
+        s.cert_file.clone(),
+        s.key_file.clone(),
+        provider.clone(),
+    )?);
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier.clone())
-        .with_single_cert(load_certs(&s.cert_file)?, load_key(&s.key_file)?)?;
+        .with_cert_resolver(cert.clone());
     cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     cfg.send_tls13_tickets = 0;
     Ok(ServerTls {
         config: Arc::new(cfg),
         verifier,
+        cert,
     })
 }
 
