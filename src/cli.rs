@@ -193,6 +193,14 @@ enum CertsCommand {
         #[arg(long, default_value = "registry.toml")]
         registry: PathBuf,
     },
+    /// Every registry member's certificate in --dir, with its expiry; those within 30 days
+    /// (or past it, or missing) are flagged.
+    List {
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        #[arg(long, default_value = "registry.toml")]
+        registry: PathBuf,
+    },
     /// Re-sign the development CRL with a new nextUpdate (the same revocations).
     CrlRefresh {
         #[arg(long, default_value = "certs")]
@@ -390,6 +398,28 @@ fn run_certs(c: CertsCommand) -> anyhow::Result<ExitCode> {
             let (instance, _) = member_ids(&registry)?;
             DevCa::load(&dir)?.renew_server(&instance)?;
             println!("{}", dir.join(bus::pki::SERVER_CERT).display());
+        }
+        CertsCommand::List { dir, registry } => {
+            let (_, members) = member_ids(&registry)?;
+            let now = time::OffsetDateTime::now_utc();
+            let soon = now + bus::tls::EXPIRY_WARNING;
+            for m in members {
+                let path = bus::pki::member_paths(&dir, &m).cert;
+                let Ok(certs) = bus::tls::load_certs(&path) else {
+                    println!("{m}\tno certificate at {}", path.display());
+                    continue;
+                };
+                let (_, cert) = x509_parser::parse_x509_certificate(&certs[0])
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let not_after = cert.validity().not_after.to_datetime();
+                let days = (not_after - now).whole_days();
+                let flag = match not_after {
+                    t if t <= now => "\tEXPIRED",
+                    t if t <= soon => "\tEXPIRES WITHIN 30 DAYS",
+                    _ => "",
+                };
+                println!("{m}\t{}\t{days} days{flag}", not_after.date());
+            }
         }
         CertsCommand::CrlRefresh { dir, hours } => {
             DevCa::load(&dir)?.refresh_crl_for(Duration::from_secs(hours * 3600))?;

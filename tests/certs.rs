@@ -184,3 +184,46 @@ async fn the_server_certificate_rotates_on_sighup_without_a_restart() {
             .await
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificates_near_expiry_are_named_in_readyz_and_certs_list() {
+    let bus = Bus::start(&[]);
+    bus.certs_command(&["issue", PORTAL, "--days", "10"]);
+    let portal = bus.client(PORTAL);
+    let res = portal
+        .http()
+        .get(portal.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    let code = res.status().as_u16();
+    let body = res.text().await.unwrap();
+    assert_eq!(code, 200, "still ready: {body}");
+    assert!(body.contains("degraded"), "{body}");
+    assert!(
+        body.contains(&format!("{PORTAL} certificate expires in")),
+        "{body}"
+    );
+    assert!(!body.contains(DUKCAPIL), "a year away is not named: {body}");
+
+    let out = bus
+        .simpul()
+        .args(["certs", "list", "--dir"])
+        .arg(bus.certs())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |m: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{m}\t")))
+            .unwrap_or_else(|| panic!("{m} not listed: {text}"))
+            .to_owned()
+    };
+    assert!(line(PORTAL).ends_with("EXPIRES WITHIN 30 DAYS"), "{text}");
+    assert!(!line(DUKCAPIL).contains("EXPIRES"), "{text}");
+}

@@ -317,6 +317,8 @@ async fn run(p: Prepared, listener: TlsListener, conn: ConnOptions) {
     let verifier = p.tls.verifier.clone();
     let v = verifier.clone();
     p.state.add_readiness(Arc::new(move || v.crl_health()));
+    let v = verifier.clone();
+    p.state.add_degradation(Arc::new(move || v.expiring()));
     if let Some(t) = p.transport {
         // The broker is given the first CRL (the development CA's).
         let crl = p

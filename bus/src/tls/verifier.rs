@@ -47,6 +47,9 @@ pub struct MemberVerifier {
     /// When each issuer's last refusal for unknown revocation status was logged at WARN: once
     /// a minute per issuer, so a member retrying in a loop does not flood the log.
     warned: Mutex<std::collections::HashMap<String, Instant>>,
+    /// When the certificate each member last connected with expires: `/readyz` names those
+    /// within [`EXPIRY_WARNING`] of it, so an operator renews before a member is locked out.
+    expiry: Mutex<std::collections::HashMap<MemberId, SystemTime>>,
     /// How long past its `nextUpdate` a CRL is still trusted (`--crl-grace`).
     grace: Duration,
     state: Mutex<State>,
@@ -102,6 +105,7 @@ impl MemberVerifier {
             provider,
             crl_files,
             warned: Mutex::default(),
+            expiry: Mutex::default(),
             grace,
             state: Mutex::new(State {
                 inner,
@@ -279,7 +283,47 @@ fn build(
     })
 }
 
+/// How close to its expiry a member's certificate is named in `/readyz`.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
+
 impl MemberVerifier {
+    fn note_expiry(&self, leaf: &CertificateDer<'_>) {
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+            return;
+        };
+        let Ok(member) = member_from_cert(&self.instance, leaf) else {
+            return;
+        };
+        let secs = cert.validity().not_after.timestamp().max(0) as u64;
+        let not_after = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let mut expiry = self.expiry.lock().unwrap_or_else(|p| p.into_inner());
+        expiry.insert(member, not_after);
+    }
+
+    /// `Err` naming every member whose certificate (the one it last connected with) expires
+    /// within [`EXPIRY_WARNING`], soonest first.
+    pub fn expiring(&self) -> Result<(), String> {
+        let now = SystemTime::now();
+        let expiry = self.expiry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut soon: Vec<(&MemberId, &SystemTime)> = expiry
+            .iter()
+            .filter(|(_, t)| **t < now + EXPIRY_WARNING)
+            .collect();
+        if soon.is_empty() {
+            return Ok(());
+        }
+        soon.sort_by_key(|(_, t)| **t);
+        let named: Vec<String> = soon
+            .iter()
+            .map(|(m, t)| {
+                let days = t.duration_since(now).map_or(0, |d| d.as_secs() / 86_400);
+                let date = time::OffsetDateTime::from(**t).date();
+                format!("{m} certificate expires in {days} days ({date})")
+            })
+            .collect();
+        Err(named.join(", "))
+    }
+
     /// Failing closed on a certificate whose issuer no CRL covers is right, but the operator
     /// must learn why: said at WARN, naming the issuer and what to configure.
     fn explain(&self, leaf: &CertificateDer<'_>, e: &rustls::Error) {
@@ -334,6 +378,7 @@ impl ClientCertVerifier for MemberVerifier {
         self.check(end_entity, intermediates, now)
             .inspect_err(|e| self.explain(end_entity, e))?;
         self.crl_health().map_err(|why| refuse(StaleCrl(why)))?;
+        self.note_expiry(end_entity);
         Ok(ClientCertVerified::assertion())
     }
 
