@@ -10,7 +10,6 @@ use anyhow::{Context, bail};
 use bus::api::ApiConfig;
 use bus::formats::Format;
 use bus::identity::MemberId;
-use bus::pki::{DevCa, Validity};
 use bus::registry::Registry;
 use bus::server::{ConnOptions, ServeOptions, serve};
 use clap::{Args, Parser, Subcommand};
@@ -33,7 +32,7 @@ enum Command {
     /// Development CA: init, issue, revoke.
     Certs {
         #[command(subcommand)]
-        command: CertsCommand,
+        command: crate::certs::CertsCommand,
     },
     /// Registry tools.
     Registry {
@@ -154,64 +153,6 @@ struct ServeArgs {
 }
 
 #[derive(Subcommand)]
-enum CertsCommand {
-    /// Create a CA, a server certificate and one certificate per registry member.
-    Init {
-        #[arg(long, default_value = "certs")]
-        dir: PathBuf,
-        #[arg(long, default_value = "registry.toml")]
-        registry: PathBuf,
-        /// Replace an existing CA (every issued certificate stops working).
-        #[arg(long)]
-        force: bool,
-    },
-    /// Issue (or re-issue) a member certificate.
-    Issue {
-        member: String,
-        #[arg(long, default_value = "certs")]
-        dir: PathBuf,
-        #[arg(long, default_value = "registry.toml")]
-        registry: PathBuf,
-        #[arg(long, default_value_t = 365)]
-        days: i64,
-        /// Sign the member's own CSR (PEM) instead of making a key: the private key never
-        /// leaves the member. Only the certificate is written.
-        #[arg(long)]
-        csr: Option<PathBuf>,
-    },
-    /// Revoke a member's current certificate and rewrite the CRL.
-    Revoke {
-        member: String,
-        #[arg(long, default_value = "certs")]
-        dir: PathBuf,
-    },
-    /// A new server certificate and key from the development CA; a running bus rotates to them
-    /// (and signs receipts with the new key) on SIGHUP or within a second.
-    ServerRenew {
-        #[arg(long, default_value = "certs")]
-        dir: PathBuf,
-        #[arg(long, default_value = "registry.toml")]
-        registry: PathBuf,
-    },
-    /// Every registry member's certificate in --dir, with its expiry; those within 30 days
-    /// (or past it, or missing) are flagged.
-    List {
-        #[arg(long, default_value = "certs")]
-        dir: PathBuf,
-        #[arg(long, default_value = "registry.toml")]
-        registry: PathBuf,
-    },
-    /// Re-sign the development CRL with a new nextUpdate (the same revocations).
-    CrlRefresh {
-        #[arg(long, default_value = "certs")]
-        dir: PathBuf,
-        /// Hours until the CRL's nextUpdate.
-        #[arg(long, default_value_t = 168)]
-        hours: u64,
-    },
-}
-
-#[derive(Subcommand)]
 enum RegistryCommand {
     /// Validate a registry file and its schemas, reporting every error at once.
     Check { file: PathBuf },
@@ -241,7 +182,7 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Serve(a) => run_serve(*a),
-            Command::Certs { command } => run_certs(command),
+            Command::Certs { command } => crate::certs::run(command),
             Command::Registry {
                 command: RegistryCommand::Check { file },
             } => {
@@ -249,7 +190,8 @@ impl Cli {
                 for crl in &reg.trust.crl {
                     bus::tls::crl::load_checked(crl)?;
                 }
-                if !reg.trust.crl.is_empty() {
+                let ocsp_decides = reg.trust.ocsp == bus::tls::ocsp::OcspPolicy::Require;
+                if !reg.trust.crl.is_empty() && !ocsp_decides {
                     for ca in bus::tls::crl::uncovered(&reg.trust.ca, &reg.trust.crl)? {
                         println!(
                             "warning: no configured CRL is issued by the CA {ca}: member \
@@ -340,104 +282,6 @@ async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutdown requested");
-}
-
-fn member_ids(registry: &Path) -> anyhow::Result<(String, Vec<MemberId>)> {
-    let reg = Registry::load(registry)?;
-    let mut ids: Vec<MemberId> = reg.members().map(|m| m.id.clone()).collect();
-    ids.sort();
-    Ok((reg.instance.clone(), ids))
-}
-
-fn run_certs(c: CertsCommand) -> anyhow::Result<ExitCode> {
-    match c {
-        CertsCommand::Init {
-            dir,
-            registry,
-            force,
-        } => {
-            let (instance, members) = member_ids(&registry)?;
-            DevCa::init(&dir, &instance, &members, force)?;
-            println!(
-                "development PKI for {instance} written to {} ({} members)",
-                dir.display(),
-                members.len()
-            );
-        }
-        CertsCommand::Issue {
-            member,
-            dir,
-            registry,
-            days,
-            csr,
-        } => {
-            let (instance, members) = member_ids(&registry)?;
-            let id = MemberId::parse(&member)?;
-            if !members.contains(&id) {
-                bail!("{id} is not a member in {}", registry.display());
-            }
-            let ca = DevCa::load(&dir)?;
-            match csr {
-                None => {
-                    let paths = ca.issue(&instance, &id, Validity::days(days))?;
-                    println!("{}\n{}", paths.cert.display(), paths.key.display());
-                }
-                Some(path) => {
-                    let pem = std::fs::read_to_string(&path)
-                        .with_context(|| path.display().to_string())?;
-                    let source = bus::pki::KeySource::Csr {
-                        pem: &pem,
-                        path: &path,
-                    };
-                    let paths = ca.issue_with(&instance, &id, Validity::days(days), source)?;
-                    println!("{}", paths.cert.display());
-                }
-            }
-        }
-        CertsCommand::ServerRenew { dir, registry } => {
-            let (instance, _) = member_ids(&registry)?;
-            DevCa::load(&dir)?.renew_server(&instance)?;
-            println!("{}", dir.join(bus::pki::SERVER_CERT).display());
-        }
-        CertsCommand::List { dir, registry } => {
-            let (_, members) = member_ids(&registry)?;
-            let now = time::OffsetDateTime::now_utc();
-            let soon = now + bus::tls::EXPIRY_WARNING;
-            for m in members {
-                let path = bus::pki::member_paths(&dir, &m).cert;
-                let Ok(certs) = bus::tls::load_certs(&path) else {
-                    println!("{m}\tno certificate at {}", path.display());
-                    continue;
-                };
-                let (_, cert) = x509_parser::parse_x509_certificate(&certs[0])
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                let not_after = cert.validity().not_after.to_datetime();
-                let days = (not_after - now).whole_days();
-                let flag = match not_after {
-                    t if t <= now => "\tEXPIRED",
-                    t if t <= soon => "\tEXPIRES WITHIN 30 DAYS",
-                    _ => "",
-                };
-                println!("{m}\t{}\t{days} days{flag}", not_after.date());
-            }
-        }
-        CertsCommand::CrlRefresh { dir, hours } => {
-            DevCa::load(&dir)?.refresh_crl_for(Duration::from_secs(hours * 3600))?;
-            println!(
-                "CRL re-signed at {}, next update in {hours} h",
-                dir.join("crl.pem").display()
-            );
-        }
-        CertsCommand::Revoke { member, dir } => {
-            let id = MemberId::parse(&member)?;
-            DevCa::load(&dir)?.revoke(&id)?;
-            println!(
-                "revoked {id}; CRL rewritten at {}",
-                dir.join("crl.pem").display()
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn run_check(a: CheckArgs) -> anyhow::Result<ExitCode> {

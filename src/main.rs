@@ -2,6 +2,7 @@
 
 mod amqp;
 mod audit;
+mod certs;
 mod cli;
 mod receipt;
 

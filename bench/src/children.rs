@@ -73,13 +73,14 @@ pub fn echo(certs: &Path, instance: &str) -> anyhow::Result<()> {
         handshake_timeout: Duration::from_secs(10),
         max_connections: 10_000,
         crl_grace: Duration::ZERO,
+        ocsp: Default::default(),
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         // Everyone with a certificate from the CA counts as a member: the echo has no registry.
         let tls = bus::tls::server_config(&settings, Arc::new(|_| true))?;
         let addr: SocketAddr = LOCALHOST_ANY_PORT.parse()?;
-        let listener = TlsListener::bind(addr, tls.config, &settings).await?;
+        let listener = TlsListener::bind(addr, &tls, &settings).await?;
         println!("simpul listening on https://{}", listener.local_addr()?);
         let app = Router::new()
             .route("/v1/messages", post(echo_handler))

@@ -29,6 +29,7 @@ pub fn run(iterations: u32) -> anyhow::Result<()> {
         handshake_timeout: std::time::Duration::from_secs(10),
         max_connections: 1,
         crl_grace: std::time::Duration::ZERO,
+        ocsp: Default::default(),
     };
     let tls = bus::tls::server_config(&settings, Arc::new(|_| true))?;
     let cert = dir

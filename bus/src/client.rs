@@ -87,13 +87,8 @@ impl Client {
 
     /// A client using the dev PKI layout written by `simpul certs init`.
     pub fn for_member(base: &str, certs: &Path, member: &MemberId) -> Result<Client, ClientError> {
-        let stem = member.file_stem();
-        Client::new(
-            base,
-            &certs.join("ca.pem"),
-            &certs.join("members").join(format!("{stem}.pem")),
-            &certs.join("members").join(format!("{stem}.key")),
-        )
+        let paths = crate::pki::member_paths(certs, member);
+        Client::new(base, &certs.join("ca.pem"), &paths.cert, &paths.key)
     }
 
     pub fn http(&self) -> &reqwest::Client {

@@ -65,6 +65,21 @@ pub enum ApiError {
     NotReady(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("{0}")]
+    CertificateRevoked(String),
+    #[error("{0}")]
+    CertificateStatusUnknown(String),
+}
+
+/// A member refused by OCSP after its handshake is told why on its first request.
+impl From<&crate::tls::ocsp::OcspRefusal> for ApiError {
+    fn from(r: &crate::tls::ocsp::OcspRefusal) -> Self {
+        use crate::tls::ocsp::OcspRefusal;
+        match r {
+            OcspRefusal::Revoked { .. } => ApiError::CertificateRevoked(r.to_string()),
+            OcspRefusal::Unknown { .. } => ApiError::CertificateStatusUnknown(r.to_string()),
+        }
+    }
 }
 
 impl ApiError {
@@ -72,7 +87,7 @@ impl ApiError {
         match self {
             ApiError::Malformed { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::CertificateRevoked(_) => StatusCode::FORBIDDEN,
             ApiError::UnknownType(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -90,7 +105,9 @@ impl ApiError {
             }
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited { .. } | ApiError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotReady(_) | ApiError::CertificateStatusUnknown(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -136,6 +153,8 @@ impl ApiError {
             ApiError::Busy(_) => "concurrency-limit",
             ApiError::NotReady(_) => "not-ready",
             ApiError::Internal(_) => "internal",
+            ApiError::CertificateRevoked(_) => "certificate-revoked",
+            ApiError::CertificateStatusUnknown(_) => "certificate-status-unknown",
         }
     }
 
@@ -162,6 +181,8 @@ impl ApiError {
             ApiError::Busy(_) => "Too many concurrent requests",
             ApiError::NotReady(_) => "Not ready",
             ApiError::Internal(_) => "Internal error",
+            ApiError::CertificateRevoked(_) => "Certificate revoked",
+            ApiError::CertificateStatusUnknown(_) => "Certificate status unknown",
         }
     }
 
@@ -180,6 +201,7 @@ impl ApiError {
             | ApiError::StoreUnavailable { retry_after, .. }
             | ApiError::RateLimited { retry_after } => Some(*retry_after),
             ApiError::Busy(_) | ApiError::NotReady(_) => Some(Duration::from_secs(1)),
+            ApiError::CertificateStatusUnknown(_) => Some(Duration::from_secs(10)),
             _ => None,
         }
     }

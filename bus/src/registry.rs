@@ -71,6 +71,15 @@ pub struct Trust {
     /// to the registry file; re-read when they change.
     #[serde(default, deserialize_with = "one_or_many")]
     pub crl: Vec<PathBuf>,
+    /// OCSP for member certificates: `"require"`, `"prefer"` (the default) or `"off"`.
+    #[serde(default)]
+    pub ocsp: crate::tls::ocsp::OcspPolicy,
+    /// The responder to ask (`http://…`), instead of the one in each certificate's AIA.
+    #[serde(default)]
+    pub ocsp_responder: Option<String>,
+    /// Seconds between asks about the same certificate (default 300).
+    #[serde(default)]
+    pub ocsp_refresh: Option<u64>,
 }
 
 /// A list that may also be written as its one element.
@@ -266,7 +275,18 @@ impl Registry {
         let trust = Trust {
             ca: raw.trust.ca.iter().map(|p| base.join(p)).collect(),
             crl: raw.trust.crl.iter().map(|p| base.join(p)).collect(),
+            ..raw.trust.clone()
         };
+        if let Some(url) = &trust.ocsp_responder
+            && reqwest::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+        {
+            errors.push(format!(
+                "trust: ocsp_responder {url:?} is not an http:// or https:// URL"
+            ));
+        }
+        if trust.ocsp_refresh == Some(0) {
+            errors.push("trust: ocsp_refresh must be at least 1 second".into());
+        }
         for file in trust.ca.iter().chain(&trust.crl) {
             if !file.is_file() {
                 errors.push(format!("trust: {} does not exist", file.display()));

@@ -26,7 +26,9 @@ use tokio::task::JoinSet;
 use tower::Service;
 
 use super::activity::{Activity, Running, WatchedIo};
+use crate::error::ApiError;
 use crate::tls::{MemberVerifier, TlsConn, TlsListener};
+use axum::response::IntoResponse;
 
 /// How long a connection asked to close may take before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(30);
@@ -144,18 +146,30 @@ async fn connection(
     let chain = conn.chain().to_vec();
     let not_after = conn.not_after();
     let h1 = conn.alpn() != Some(b"h2");
+    // A member OCSP refused after its handshake: every request is answered with why, and the
+    // connection closes after the first.
+    let refusal = conn.refusal().cloned();
+    let answered = Arc::new(tokio::sync::Notify::new());
     let mut revocations = verifier.as_ref().map(|v| v.reloads());
     let activity = Activity::new();
     let service = {
         let (peer, activity) = (peer.clone(), activity.clone());
+        let (refusal, answered) = (refusal.clone(), answered.clone());
         tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(peer.clone());
             let running = Running::start(&activity);
             let mut router = router.clone();
+            let refused = refusal.as_ref().map(|r| {
+                answered.notify_one();
+                ApiError::from(r).into_response()
+            });
             async move {
-                let resp = router.call(req).await;
+                let resp = match refused {
+                    Some(resp) => resp,
+                    None => router.call(req).await.unwrap_or_else(|e| match e {}),
+                };
                 drop(running);
-                Ok::<_, Infallible>(resp.unwrap_or_else(|e| match e {}))
+                Ok::<_, Infallible>(resp)
             }
         })
     };
@@ -204,6 +218,7 @@ async fn connection(
                 (!still_valid).then_some("client certificate no longer valid (revoked or expired)")
             }
             _ = shutdown.wait_for(|s| *s), if closing.is_none() => Some("server shutting down"),
+            _ = answered.notified(), if closing.is_none() => Some("client certificate refused by OCSP"),
         };
         if let (Some(why), None) = (reason, closing) {
             tracing::debug!(member = %peer.member, reason = why, "closing connection");

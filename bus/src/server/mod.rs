@@ -6,26 +6,27 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 mod activity;
 mod http;
 mod transport;
+mod trust;
 
 pub use http::{ConnOptions, serve as serve_connections};
+pub use trust::ensure_dev_pki;
 
 use crate::api::{self, ApiConfig, AppState};
 use crate::core::audit::{CheckpointPolicy, Sealer};
 use crate::core::node::Keys;
 use crate::identity::MemberId;
-use crate::pki::{DevCa, PkiError, Validity};
+use crate::pki::PkiError;
 use crate::registry::{Registry, RegistryError};
 use crate::store::{PgOptions, PgStore, SqliteStore, Store, StoreError, StoreOptions};
 use crate::subjects::SubjectKey;
-use crate::tls::rotation::ServerCert;
-use crate::tls::{self, MemberVerifier, ServerTls, TlsError, TlsListener, TlsSettings};
+use crate::tls::{self, ServerTls, TlsError, TlsListener, TlsSettings};
 use crate::transport::amqp::AmqpOptions;
 use crate::trust::{KeySet, Signer, SignerCell};
 
@@ -107,33 +108,6 @@ impl Default for ServeOptions {
     }
 }
 
-/// Creates the development PKI on first run, and a certificate for any registry member that
-/// has none yet, so `simpul serve` works from a fresh clone with no flags.
-pub fn ensure_dev_pki(certs: &Path, registry: &Registry) -> Result<(), PkiError> {
-    if !registry.trust.ca.is_empty() {
-        return Ok(()); // a real CA is configured: the bus issues nothing itself
-    }
-    let mut members: Vec<MemberId> = registry.members().map(|m| m.id.clone()).collect();
-    members.sort();
-    if !certs.join("ca.pem").exists() {
-        tracing::info!(dir = %certs.display(), "creating the development PKI");
-        DevCa::init(certs, &registry.instance, &members, false)?;
-        return Ok(());
-    }
-    if !certs.join("ca.key").exists() {
-        return Ok(()); // a real CA: certificates are issued elsewhere
-    }
-    let ca = DevCa::load(certs)?;
-    for m in members {
-        let cert = certs.join("members").join(format!("{}.pem", m.file_stem()));
-        if !cert.exists() {
-            tracing::info!(member = %m, "issuing a development certificate");
-            ca.issue(&registry.instance, &m, Validity::days(365))?;
-        }
-    }
-    Ok(())
-}
-
 /// Everything the server needs, built and validated; nothing is listening yet.
 struct Prepared {
     pub state: Arc<AppState>,
@@ -150,38 +124,8 @@ struct Prepared {
 async fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
     let registry = Arc::new(Registry::load(&opts.registry)?);
     ensure_dev_pki(&opts.certs, &registry)?;
-    let trust = &registry.trust;
-    let settings = TlsSettings {
-        ca_files: if trust.ca.is_empty() {
-            vec![opts.certs.join("ca.pem")]
-        } else {
-            trust.ca.clone()
-        },
-        // The development CA's CRL must be there: without it revocation would silently be off.
-        crl_files: match (trust.crl.is_empty(), trust.ca.is_empty()) {
-            (false, _) => trust.crl.clone(),
-            (true, true) => vec![opts.certs.join(crate::pki::CRL)],
-            (true, false) => Vec::new(),
-        },
-        cert_file: opts.certs.join("server.pem"),
-        key_file: opts.certs.join("server.key"),
-        instance: registry.instance.clone(),
-        handshake_timeout: opts.handshake_timeout,
-        max_connections: opts.max_connections,
-        crl_grace: opts.crl_grace,
-    };
-    if settings.crl_files.is_empty() {
-        tracing::warn!(
-            "no CRL configured for the trusted CA(s): revoked certificates are not refused"
-        );
-    } else {
-        for ca in tls::crl::uncovered(&settings.ca_files, &settings.crl_files)? {
-            tracing::warn!(
-                "no configured CRL is issued by the CA {ca}: member certificates it issues \
-                 are refused (revocation status unknown); add its CRL to [trust] crl"
-            );
-        }
-    }
+    let settings = trust::tls_settings(opts, &registry);
+    trust::warn_uncovered(&settings)?;
     let known = registry.clone();
     let tls = tls::server_config(
         &settings,
@@ -282,7 +226,7 @@ impl RunningServer {
 /// Validates everything, binds the listener and serves in a background task.
 pub async fn spawn(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     let p = prepare(&opts).await?;
-    let listener = TlsListener::bind(opts.listen, p.tls.config.clone(), &p.settings)
+    let listener = TlsListener::bind(opts.listen, &p.tls, &p.settings)
         .await
         .map_err(|source| ServeError::Listen {
             addr: opts.listen,
@@ -319,6 +263,11 @@ async fn run(p: Prepared, listener: TlsListener, conn: ConnOptions) {
     p.state.add_readiness(Arc::new(move || v.crl_health()));
     let v = verifier.clone();
     p.state.add_degradation(Arc::new(move || v.expiring()));
+    let ocsp = p.tls.ocsp.clone().map(|o| {
+        let health = o.clone();
+        p.state.add_degradation(Arc::new(move || health.health()));
+        tokio::spawn(o.run())
+    });
     if let Some(t) = p.transport {
         // The broker is given the first CRL (the development CA's).
         let crl = p
@@ -330,8 +279,8 @@ async fn run(p: Prepared, listener: TlsListener, conn: ConnOptions) {
             tracing::error!(error = %e, "the AMQP transport did not start");
         }
     }
-    let watcher = tokio::spawn(watch_crl(verifier.clone()));
-    let rotation = tokio::spawn(watch_keys(
+    let watcher = tokio::spawn(trust::watch_crl(verifier.clone()));
+    let rotation = tokio::spawn(trust::watch_keys(
         p.tls.cert.clone(),
         p.state.node.signer.clone(),
         p.certs.clone(),
@@ -348,76 +297,13 @@ async fn run(p: Prepared, listener: TlsListener, conn: ConnOptions) {
     .await;
     watcher.abort();
     rotation.abort();
+    if let Some(o) = ocsp {
+        o.abort();
+    }
     sealing.abort();
     tracing::info!("stopped serving; sealing the audit and flushing the store");
     if let Err(e) = p.sealer.flush().await {
         tracing::warn!(error = %e, "the audit's last records stay unsealed until the next start");
     }
     p.store.close().await;
-}
-
-/// Replaces the server certificate and key, which also sign receipts and checkpoints, on
-/// SIGHUP or when their files change (looked at every second): new handshakes present the new
-/// certificate and new receipts name its `kid`, while earlier receipts keep verifying by theirs.
-async fn watch_keys(cert: Arc<ServerCert>, signer: Arc<SignerCell>, certs: PathBuf) {
-    let stamp =
-        |files: [&PathBuf; 2]| files.map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok());
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut seen = stamp(cert.files());
-    loop {
-        let hangup = async {
-            match hup.as_mut() {
-                Some(h) => h.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        let asked = tokio::select! {
-            _ = tick.tick() => false,
-            _ = hangup => true,
-        };
-        let now = stamp(cert.files());
-        if !asked && now == seen {
-            continue;
-        }
-        seen = now;
-        match cert.reload() {
-            Ok(false) if asked => tracing::info!("SIGHUP: the server certificate is unchanged"),
-            Ok(false) => {}
-            Ok(true) => {
-                let [c, k] = cert.files();
-                match Signer::load(c, k).and_then(|s| s.archive(&certs).map(|()| s)) {
-                    Ok(s) => {
-                        tracing::info!(kid = %s.kid, "server certificate and receipt key rotated");
-                        signer.replace(s);
-                    }
-                    Err(e) => tracing::error!(error = %e, "rotated TLS, but not the receipt key"),
-                }
-            }
-            // One file written and not yet the other: the next look sees both.
-            Err(e) => {
-                tracing::warn!(error = %e, "server certificate not reloaded; keeping the current one")
-            }
-        }
-    }
-}
-
-/// Looks at the CRL every second, so a revocation reaches open connections within seconds
-/// even when no one connects; logs an error every minute while the CRL is stale.
-async fn watch_crl(verifier: Arc<MemberVerifier>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_alarm: Option<tokio::time::Instant> = None;
-    loop {
-        tick.tick().await;
-        verifier.refresh();
-        match verifier.crl_health() {
-            Ok(()) => last_alarm = None,
-            Err(why) => {
-                if last_alarm.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                    tracing::error!("{why}; new connections are refused and /readyz is false");
-                    last_alarm = Some(tokio::time::Instant::now());
-                }
-            }
-        }
-    }
 }

@@ -2,6 +2,7 @@
 //! requires before it is used, and the configured CAs that no CRL covers named at start.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::CertificateRevocationListDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -62,4 +63,34 @@ pub fn uncovered(ca_files: &[PathBuf], crl_files: &[PathBuf]) -> Result<Vec<Stri
         }
     }
     Ok(out)
+}
+
+/// The earliest `nextUpdate` among the CRLs in `files` (`None` if none has one).
+pub(super) fn next_update(files: &[PathBuf]) -> Result<Option<SystemTime>, TlsError> {
+    let mut earliest: Option<SystemTime> = None;
+    for path in files {
+        for der in super::load_crls(path)? {
+            let Ok((_, crl)) = x509_parser::parse_x509_crl(der.as_ref()) else {
+                continue; // `build` refuses it, with its reason
+            };
+            if let Some(t) = crl.next_update() {
+                let t = SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64);
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
+        }
+    }
+    Ok(earliest)
+}
+
+pub(super) fn stamps(files: &[PathBuf]) -> Result<Vec<(SystemTime, u64)>, TlsError> {
+    files
+        .iter()
+        .map(|path| {
+            let m = std::fs::metadata(path).and_then(|m| Ok((m.modified()?, m.len())));
+            m.map_err(|source| TlsError::Read {
+                path: path.clone(),
+                source,
+            })
+        })
+        .collect()
 }

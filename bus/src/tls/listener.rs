@@ -28,7 +28,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::TlsSettings;
+use super::ocsp::{Ocsp, OcspRefusal};
+use super::{ServerTls, TlsSettings};
 use crate::identity::Peer;
 
 /// A verified mTLS connection and who is on the other end.
@@ -38,6 +39,9 @@ pub struct TlsConn {
     /// The verified chain, leaf first, to check again when the CRL changes.
     chain: Vec<CertificateDer<'static>>,
     not_after: Option<SystemTime>,
+    /// Set when OCSP refuses the member after the handshake: every request on the connection
+    /// is answered with this, then it closes.
+    refusal: Option<OcspRefusal>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -54,6 +58,11 @@ impl TlsConn {
     /// When the client's certificate expires: the connection must not outlive it.
     pub fn not_after(&self) -> Option<SystemTime> {
         self.not_after
+    }
+
+    /// Why the member is refused although its handshake succeeded (see [`super::ocsp`]).
+    pub fn refusal(&self) -> Option<&OcspRefusal> {
+        self.refusal.as_ref()
     }
 
     /// The negotiated ALPN protocol (`h2` or `http/1.1`), if any.
@@ -116,7 +125,7 @@ pub struct TlsListener {
 impl TlsListener {
     pub async fn bind(
         addr: SocketAddr,
-        cfg: Arc<rustls::ServerConfig>,
+        tls: &ServerTls,
         settings: &TlsSettings,
     ) -> io::Result<Self> {
         if settings.max_connections == 0 {
@@ -130,7 +139,8 @@ impl TlsListener {
         let permits = settings.max_connections.min(Semaphore::MAX_PERMITS);
         let (tx, rx) = mpsc::channel(permits.min(1024));
         let ctx = Arc::new(Handshake {
-            acceptor: TlsAcceptor::from(cfg),
+            acceptor: TlsAcceptor::from(tls.config.clone()),
+            ocsp: tls.ocsp.clone(),
             timeout: settings.handshake_timeout,
             instance: settings.instance.clone(),
             tx,
@@ -183,6 +193,7 @@ impl Connected<IncomingStream<'_, TlsListener>> for Peer {
 
 struct Handshake {
     acceptor: TlsAcceptor,
+    ocsp: Option<Arc<Ocsp>>,
     timeout: Duration,
     instance: String,
     tx: mpsc::Sender<(TlsConn, SocketAddr)>,
@@ -248,11 +259,21 @@ impl Handshake {
             let secs = cert.validity().not_after.timestamp();
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
         });
+        // After the handshake, so a slow responder never holds up TLS, and a refusal can be
+        // explained in HTTP rather than as a bare alert.
+        let refusal = match &self.ocsp {
+            Some(ocsp) => ocsp.admit(&peer.member, &chain).await.err(),
+            None => None,
+        };
+        if let Some(why) = &refusal {
+            tracing::info!(%remote, member = %peer.member, reason = %why, "refused by OCSP");
+        }
         let conn = TlsConn {
             stream,
             peer,
             chain,
             not_after,
+            refusal,
             _permit: permit,
         };
         // Fails only when the listener is gone, and then the connection should close anyway.

@@ -7,6 +7,7 @@
 
 pub mod crl;
 mod listener;
+pub mod ocsp;
 pub mod rotation;
 mod verifier;
 
@@ -58,6 +59,10 @@ pub enum TlsError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("OpenSSL: {0}")]
+    OpenSsl(openssl::error::ErrorStack),
+    #[error("OCSP client: {0}")]
+    Http(String),
 }
 
 /// What the server needs to terminate mTLS.
@@ -80,6 +85,8 @@ pub struct TlsSettings {
     pub max_connections: usize,
     /// How long past its `nextUpdate` a CRL is still trusted (`--crl-grace`, default 0).
     pub crl_grace: Duration,
+    /// OCSP for member certificates (`[trust] ocsp`).
+    pub ocsp: ocsp::OcspSettings,
 }
 
 /// The server's TLS configuration and the verifier inside it, which the server also asks
@@ -89,6 +96,9 @@ pub struct ServerTls {
     pub verifier: Arc<MemberVerifier>,
     /// The server certificate, which a reload replaces for new handshakes.
     pub cert: Arc<rotation::ServerCert>,
+    /// The OCSP cache (none when `[trust] ocsp = "off"`), which the listener asks about each
+    /// new connection and the server keeps fresh.
+    pub ocsp: Option<Arc<ocsp::Ocsp>>,
 }
 
 /// The one crypto provider for the whole process, passed explicitly so nothing depends on a
@@ -105,13 +115,19 @@ pub fn provider() -> Arc<CryptoProvider> {
 pub fn server_config(s: &TlsSettings, is_member: IsMember) -> Result<ServerTls, TlsError> {
     let provider = provider();
     let roots = Arc::new(load_roots(&s.ca_files)?);
+    let changes = Arc::new(tokio::sync::watch::Sender::new(0));
+    let ocsp = ocsp::Ocsp::new(s.ocsp.clone(), &s.ca_files, changes.clone())?.map(Arc::new);
     let verifier = Arc::new(MemberVerifier::new(
         roots,
-        s.crl_files.clone(),
+        verifier::Revocation {
+            crl_files: s.crl_files.clone(),
+            grace: s.crl_grace,
+            ocsp: ocsp.clone(),
+            changes,
+        },
         s.instance.clone(),
         is_member,
         provider.clone(),
-        s.crl_grace,
     )?);
     let cert = Arc::new(rotation::ServerCert::load(
         s.cert_file.clone(),
@@ -129,6 +145,7 @@ pub fn server_config(s: &TlsSettings, is_member: IsMember) -> Result<ServerTls, 
         config: Arc::new(cfg),
         verifier,
         cert,
+        ocsp,
     })
 }
 

@@ -66,9 +66,10 @@ impl Fixture {
             handshake_timeout,
             max_connections,
             crl_grace: std::time::Duration::ZERO,
+            ocsp: Default::default(),
         };
         let cfg = server_config(&settings, Arc::new(|m: &MemberId| *m != stranger())).unwrap();
-        let listener = TlsListener::bind("127.0.0.1:0".parse().unwrap(), cfg.config, &settings)
+        let listener = TlsListener::bind("127.0.0.1:0".parse().unwrap(), &cfg, &settings)
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();

@@ -20,7 +20,8 @@ use rustls::{
     SignatureScheme,
 };
 
-use super::TlsError;
+use super::ocsp::{Ocsp, OcspPolicy};
+use super::{TlsError, crl};
 use crate::identity::{MemberId, member_from_cert};
 
 /// Decides whether a verified member may connect at all (normally: is it in the registry).
@@ -52,10 +53,22 @@ pub struct MemberVerifier {
     expiry: Mutex<std::collections::HashMap<MemberId, SystemTime>>,
     /// How long past its `nextUpdate` a CRL is still trusted (`--crl-grace`).
     grace: Duration,
+    ocsp: Option<Arc<Ocsp>>,
     state: Mutex<State>,
-    /// Bumped on every CRL reload, so open connections can have their certificate checked
-    /// again (see `server::http`).
-    reloaded: watch::Sender<u64>,
+    /// Bumped on every CRL reload and whenever OCSP turns against a certificate, so open
+    /// connections can have their certificate checked again (see `server::http`).
+    reloaded: Arc<watch::Sender<u64>>,
+}
+
+/// Where revocation is learnt: CRL files, OCSP, or both.
+pub struct Revocation {
+    /// The CRL files, one per issuing CA.
+    pub crl_files: Vec<PathBuf>,
+    /// How long past its `nextUpdate` a CRL is still trusted.
+    pub grace: Duration,
+    pub ocsp: Option<Arc<Ocsp>>,
+    /// Told about CRL reloads here; OCSP tells the same sender.
+    pub changes: Arc<watch::Sender<u64>>,
 }
 
 struct State {
@@ -87,16 +100,21 @@ impl MemberVerifier {
     /// without the revocations it holds would let revoked members in.
     pub fn new(
         roots: Arc<RootCertStore>,
-        crl_files: Vec<PathBuf>,
+        revocation: Revocation,
         instance: String,
         is_member: IsMember,
         provider: Arc<CryptoProvider>,
-        grace: Duration,
     ) -> Result<MemberVerifier, TlsError> {
+        let Revocation {
+            crl_files,
+            grace,
+            ocsp,
+            changes,
+        } = revocation;
         let hints = roots.subjects();
-        let stamp = stamps(&crl_files)?;
-        let next_update = next_update(&crl_files)?;
-        let inner = build(&roots, &provider, &crl_files)?;
+        let stamp = crl::stamps(&crl_files)?;
+        let next_update = crl::next_update(&crl_files)?;
+        let inner = build(&roots, &provider, &crl_files, ocsp_decides(&ocsp))?;
         Ok(MemberVerifier {
             instance,
             is_member,
@@ -107,28 +125,30 @@ impl MemberVerifier {
             warned: Mutex::default(),
             expiry: Mutex::default(),
             grace,
+            ocsp,
             state: Mutex::new(State {
                 inner,
                 stamp,
                 next_update,
                 checked: Instant::now(),
             }),
-            reloaded: watch::Sender::new(0),
+            reloaded: changes,
         })
     }
 
-    /// A receiver that changes whenever the CRL is reloaded.
+    /// A receiver that changes whenever the CRL is reloaded or OCSP turns against someone.
     pub fn reloads(&self) -> watch::Receiver<u64> {
         self.reloaded.subscribe()
     }
 
     /// Whether a connection's certificate chain (leaf first) would still be let in now: not
-    /// expired, not revoked by the CRL in force, still a member.
+    /// expired, not revoked by the CRL in force or by OCSP, still a member.
     pub fn still_valid(&self, chain: &[rustls::pki_types::CertificateDer<'static>]) -> bool {
         let Some((leaf, intermediates)) = chain.split_first() else {
             return false;
         };
         self.check(leaf, intermediates, UnixTime::now()).is_ok()
+            && self.ocsp.as_ref().is_none_or(|o| o.still_admitted(leaf))
     }
 
     /// Chain, CRL and membership; not the CRL's freshness, which only stops new handshakes
@@ -144,6 +164,10 @@ impl MemberVerifier {
         let member = member_from_cert(&self.instance, end_entity).map_err(refuse)?;
         if !(self.is_member)(&member) {
             return Err(refuse(NotAMember(member)));
+        }
+        if let Some(why) = self.ocsp.as_ref().and_then(|o| o.known_revoked(end_entity)) {
+            tracing::info!(%member, %why, "refused: OCSP says the certificate is revoked");
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
         }
         Ok(())
     }
@@ -182,10 +206,15 @@ impl MemberVerifier {
         if self.crl_files.is_empty() {
             return false;
         }
-        match stamps(&self.crl_files) {
+        match crl::stamps(&self.crl_files) {
             Ok(now) if now != st.stamp => {
-                match build(&self.roots, &self.provider, &self.crl_files)
-                    .and_then(|v| Ok((v, next_update(&self.crl_files)?)))
+                match build(
+                    &self.roots,
+                    &self.provider,
+                    &self.crl_files,
+                    ocsp_decides(&self.ocsp),
+                )
+                .and_then(|v| Ok((v, crl::next_update(&self.crl_files)?)))
                 {
                     Ok((v, next)) => {
                         tracing::info!(crl = ?self.crl_files, "CRL changed; reloaded");
@@ -229,40 +258,18 @@ impl MemberVerifier {
     }
 }
 
-/// The earliest `nextUpdate` among the CRLs in `files` (`None` if none has one).
-fn next_update(files: &[PathBuf]) -> Result<Option<SystemTime>, TlsError> {
-    let mut earliest: Option<SystemTime> = None;
-    for path in files {
-        for der in super::load_crls(path)? {
-            let Ok((_, crl)) = x509_parser::parse_x509_crl(der.as_ref()) else {
-                continue; // `build` refuses it, with its reason
-            };
-            if let Some(t) = crl.next_update() {
-                let t = SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64);
-                earliest = Some(earliest.map_or(t, |e| e.min(t)));
-            }
-        }
-    }
-    Ok(earliest)
-}
-
-fn stamps(files: &[PathBuf]) -> Result<Vec<(SystemTime, u64)>, TlsError> {
-    files
-        .iter()
-        .map(|path| {
-            let m = std::fs::metadata(path).and_then(|m| Ok((m.modified()?, m.len())));
-            m.map_err(|source| TlsError::Read {
-                path: path.clone(),
-                source,
-            })
-        })
-        .collect()
+/// Under `ocsp = "require"` every certificate needs a current OCSP answer anyway, so an
+/// issuer that no CRL covers is left to OCSP instead of being refused by webpki.
+fn ocsp_decides(ocsp: &Option<Arc<Ocsp>>) -> bool {
+    ocsp.as_ref()
+        .is_some_and(|o| o.policy() == OcspPolicy::Require)
 }
 
 fn build(
     roots: &Arc<RootCertStore>,
     provider: &Arc<CryptoProvider>,
     crl_files: &[PathBuf],
+    ocsp_decides: bool,
 ) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     let mut b = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
     if !crl_files.is_empty() {
@@ -273,6 +280,9 @@ fn build(
         // Only the leaf: a member's certificate is refused unless a CRL of its issuer is
         // given (checking intermediates too would need every CA's CRL up to the root).
         b = b.with_crls(crls).only_check_end_entity_revocation();
+        if ocsp_decides {
+            b = b.allow_unknown_revocation_status();
+        }
     }
     b.build().map_err(|source| match crl_files {
         [] => TlsError::Verifier(source),

@@ -10,6 +10,8 @@
 //! - `members/<stem>.pem`, `members/<stem>.key`: one per member ([`MemberId::file_stem`]);
 //! - `crl.pem`: the CA's CRL, always present (empty at first) so the bus always checks it;
 //! - `revoked.txt`: the revoked serials, one per line, from which `crl.pem` is rebuilt.
+//!
+//! A member certificate from a real CA comes in through [`P12Import`] into the same layout.
 
 use std::fs;
 use std::io::Write;
@@ -23,6 +25,9 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use crate::identity::{MemberId, bus_identity_uri};
+
+mod p12;
+pub use p12::{ImportError, Imported, P12Import};
 
 pub const CA_CERT: &str = "ca.pem";
 pub const CA_KEY: &str = "ca.key";
