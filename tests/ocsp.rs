@@ -250,7 +250,8 @@ async fn with_the_responder_down_cached_answers_admit_and_require_refuses_the_un
     );
 
     responder.pause(false);
-    let back = wait_until(Duration::from_secs(10), || async {
+    // The background refresh asks again every few seconds while it fails.
+    let back = wait_until(Duration::from_secs(20), || async {
         healthz(&bus, DUKCAPIL)
             .await
             .is_some_and(|a| a.status == 200)

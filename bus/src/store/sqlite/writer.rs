@@ -189,6 +189,11 @@ impl Writer {
             let begun = self
                 .sync_for(durable)
                 .and_then(|()| run_cached(&self.conn, "BEGIN IMMEDIATE"));
+            // Before anyone hears of the failure, so a client told 503 that asks `/readyz`
+            // next is told why.
+            if let Err(e) = &begun {
+                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            }
             for op in ops.drain(..) {
                 if let Op::Close(done) = op {
                     close = Some(done);

@@ -9,9 +9,9 @@
 //!   and a good answer keeps admitting while the responder is down.
 //! - A certificate known to be revoked fails the handshake (`certificate_revoked`), and open
 //!   connections presenting it are closed within seconds ([`Ocsp::changes`]).
-//! - A certificate with no usable answer is asked about once the handshake is done
-//!   ([`Ocsp::admit`], off the TLS path). Then the policy decides: `require` refuses it
-//!   with a problem+json that says why; `prefer` lets it in and says so at WARN.
+//! - A certificate seen for the first time is asked about once its handshake is done
+//!   ([`Ocsp::admit`], off the TLS path). Without a good, current answer the policy decides:
+//!   `require` refuses it with a problem+json that says why; `prefer` lets it in (WARN).
 //!
 //! Trouble with a responder shows in `/readyz` as a degradation ([`Ocsp::health`]).
 
@@ -260,19 +260,14 @@ impl Ocsp {
         self.refusal(member, result)
     }
 
-    /// The verdict from the cache, when it holds a current answer (or there is no responder).
+    /// The verdict from the cache for a certificate already asked about (or with nobody to
+    /// ask). Only a certificate's first connection waits on the responder: after that the
+    /// background refresh keeps asking, so an outage never adds its timeout to every connection.
     fn decided(&self, k: &Key) -> Option<Result<(), String>> {
         let mut entries = self.entries();
         let e = entries.get_mut(k)?;
         e.seen = Instant::now();
-        let now = SystemTime::now();
-        let settled = match &e.answer {
-            Some(a) => {
-                matches!(a.status, Status::Revoked(_)) || current(a, self.settings.refresh, now)
-            }
-            // Nobody to ask: the policy alone decides.
-            None => e.url.is_none(),
-        };
+        let settled = e.url.is_none() || e.asked.is_some();
         settled.then(|| verdict(e, self.settings.policy, self.settings.refresh))
     }
 

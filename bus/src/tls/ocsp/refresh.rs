@@ -5,9 +5,13 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::{Answer, Entry, FORGET_AFTER, Key, Ocsp, RETRY, Status, current, verdict};
+
+/// Asks in flight at once during a refresh round.
+const ASKS_AT_ONCE: usize = 8;
 
 fn revoked(e: &Entry) -> bool {
     matches!(
@@ -32,9 +36,11 @@ impl Ocsp {
         let mut refused = HashSet::new();
         loop {
             tick.tick().await;
-            for k in self.due() {
-                self.ask(&k).await;
-            }
+            // A few at a time: with a responder down each ask waits out its timeout.
+            let this = &self;
+            futures_util::stream::iter(self.due())
+                .for_each_concurrent(ASKS_AT_ONCE, |k| async move { this.ask(&k).await })
+                .await;
             let now = self.refused();
             if now.iter().any(|k| !refused.contains(k)) {
                 self.changes.send_modify(|n| *n += 1);
