@@ -150,6 +150,10 @@ struct ServeArgs {
     /// Seconds between signed checkpoints of the audit chain (sooner after 10,000 records).
     #[arg(long, default_value_t = 60)]
     audit_checkpoint: u64,
+    /// Also serve /metrics in plain HTTP on this loopback address (e.g. 127.0.0.1:9464), for
+    /// a Prometheus on the same machine; over mTLS it is served to operators.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -261,6 +265,7 @@ fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             every: secs(a.audit_checkpoint.max(1)),
             ..Default::default()
         },
+        metrics_listen: a.metrics_listen,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(serve(opts, shutdown_signal()))?;

@@ -178,4 +178,19 @@ async fn each_member_has_its_own_rate() {
     assert!(a.headers["ratelimit"].to_str().unwrap().contains("r=0"));
     // Another business is not limited by this one's bucket.
     assert_status(&bus.client(BIZ2).send(&permit()).await.unwrap(), 202);
+    // The refusal is counted for the operator, under the member that was limited.
+    let op = bus.client("GOV/diskominfo");
+    let text = op
+        .http()
+        .get(op.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("simpul_rate_limited_total{{member=\"{BIZ}\"}} 1");
+    assert!(text.lines().any(|l| l == series), "{text}");
+    let other = format!("simpul_rate_limited_total{{member=\"{BIZ2}\"}}");
+    assert!(!text.contains(&other), "{text}");
 }

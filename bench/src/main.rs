@@ -156,6 +156,9 @@ struct RunArgs {
     /// Publishes in flight per channel for `peer` (the best is reported).
     #[arg(long, value_delimiter = ',', default_value = "100,1000,5000")]
     windows: Vec<usize>,
+    /// `accept` only: scrape /metrics as the operator every this many seconds during the run.
+    #[arg(long)]
+    scrape: Option<f64>,
     /// Channels (each on its own connection) for `peer`.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
     channels: Vec<usize>,
@@ -189,6 +192,7 @@ impl RunArgs {
             amqp_management: self.amqp_management.clone(),
             amqp_certs: self.amqp_certs.clone(),
             windows: self.windows.clone(),
+            scrape: self.scrape.map(std::time::Duration::from_secs_f64),
             channels: self.channels.clone(),
         }
     }

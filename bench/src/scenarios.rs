@@ -57,6 +57,8 @@ pub struct Opts {
     pub amqp_certs: Option<PathBuf>,
     pub windows: Vec<usize>,
     pub channels: Vec<usize>,
+    /// `accept` only: scrape `/metrics` as the operator this often during the run.
+    pub scrape: Option<Duration>,
 }
 
 impl Opts {
@@ -256,10 +258,21 @@ pub async fn accept(o: &Opts) -> anyhow::Result<Vec<Line>> {
     let bus = env.bus("accept", o.max_body)?;
     let target = env.target(&bus, PORTAL, o.proto)?;
     let cpu = bus.cpu_seconds()?;
+    let scraper = match o.scrape {
+        Some(every) => Some(scrape(&env, &bus, every)?),
+        None => None,
+    };
     let req = Req::post("/v1/messages", t.clone(), StatusCode::ACCEPTED);
     let stats = load::run(&target, &o.spec(rate), req).await?;
+    if let Some(s) = scraper {
+        s.abort();
+    }
+    let name = match o.scrape {
+        Some(_) => "accept+scrape",
+        None => "accept",
+    };
     let mut line = o
-        .base_line(name_at("accept", rate))
+        .base_line(name_at(name, rate))
         .with(&stats, Some(&echo), 1);
     line.bus_cpu_s = Some(bus.cpu_seconds()? - cpu);
     line.payload_bytes = Some(t.len());
@@ -267,6 +280,27 @@ pub async fn accept(o: &Opts) -> anyhow::Result<Vec<Line>> {
         line.offered_per_s = Some(r);
     }
     Ok(vec![line])
+}
+
+/// Scrapes `/metrics` as the registry's operator every `every` until aborted, as a
+/// Prometheus would (each scrape a new connection, as Prometheus' default keep-alive often is).
+fn scrape(env: &Env, bus: &Server, every: Duration) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let op = MemberId::parse("GOV/diskominfo")?;
+    let client =
+        bus::client::Client::for_member(&format!("https://{}", bus.addr), &env.certs(), &op)?;
+    Ok(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            match client.http().get(client.url("/metrics")).send().await {
+                Ok(r) if r.status().is_success() => {
+                    let _ = r.bytes().await;
+                }
+                Ok(r) => eprintln!("scrape: HTTP {}", r.status()),
+                Err(e) => eprintln!("scrape: {e}"),
+            }
+        }
+    }))
 }
 
 /// Throughput and p99 against offered load (the plot): fixed-rate runs of (a) at each rate,

@@ -17,6 +17,7 @@ pub mod schema;
 pub mod server;
 pub mod store;
 pub mod subjects;
+pub mod telemetry;
 pub mod tls;
 pub mod transport;
 pub mod trust;

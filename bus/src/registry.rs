@@ -111,6 +111,9 @@ struct RawMember {
     /// May read the citizen's data-access report (`GET /v1/audit/subjects/{nik}`).
     #[serde(default)]
     subject_report: bool,
+    /// Runs the bus: may read `/metrics` (and, later, the console and admin endpoints).
+    #[serde(default)]
+    operator: bool,
 }
 
 /// How a member receives what is addressed to it.
@@ -155,6 +158,7 @@ pub struct Member {
     pub rate: Option<RateLimit>,
     pub delivery: Delivery,
     pub subject_report: bool,
+    pub operator: bool,
 }
 
 /// A token bucket's settings: `per_second` tokens added each second, up to `burst`.
@@ -325,6 +329,7 @@ impl Registry {
                                 rate,
                                 delivery: m.delivery,
                                 subject_report: m.subject_report,
+                                operator: m.operator,
                             },
                         )
                         .is_some()

@@ -322,6 +322,11 @@ impl Bus {
         self.logs.lock().unwrap().clone()
     }
 
+    /// What the running bus has logged so far.
+    pub fn logged(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
     /// Waits until the running bus has logged a line containing `text`.
     pub async fn wait_for_log(&self, text: &str) -> bool {
         self.wait_for_log_within(text, Duration::from_secs(10))

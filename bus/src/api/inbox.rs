@@ -150,6 +150,7 @@ pub async fn ack(
 ) -> Result<Json<Value>, ApiError> {
     let t = ticket(&id, params)?;
     let outcome = st.node.store.ack(&peer.member, vec![t]).await?;
+    count_acks(&peer, &outcome);
     settled(outcome[0], t.id, &peer, "acked")
 }
 
@@ -173,6 +174,7 @@ pub async fn ack_many(
     let Json(body) = body.map_err(unreadable_json(&st))?;
     let tickets = parse_tickets(&body.ids)?;
     let outcomes = st.node.store.ack(&peer.member, tickets.clone()).await?;
+    count_acks(&peer, &outcomes);
     let results: Vec<Value> = tickets
         .into_iter()
         .zip(outcomes)
@@ -271,4 +273,12 @@ fn settled(
              lease settles it"
         ))),
     }
+}
+
+fn count_acks(peer: &Peer, outcomes: &[crate::store::Settled]) {
+    let done = outcomes
+        .iter()
+        .filter(|o| matches!(o, crate::store::Settled::Done))
+        .count();
+    crate::telemetry::delivery("acked", &peer.member, done as u64);
 }

@@ -101,6 +101,7 @@ pub async fn admission(
         None => None,
         Some((l, Ok(a))) => Some((l, a.remaining, a.reset)),
         Some((l, Err(over))) => {
+            crate::telemetry::rate_limited(&peer.member);
             let after = over.retry_after.as_secs_f64().ceil().max(1.0) as u64;
             let e = ApiError::RateLimited {
                 retry_after: Duration::from_secs(after),

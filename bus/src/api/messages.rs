@@ -22,29 +22,42 @@ use crate::problem::FieldError;
 use crate::registry::Kind;
 use crate::store::{Appended, DeliveryState};
 
-/// `POST /v1/messages`; a refusal is audited with its problem class.
+/// `POST /v1/messages`; a refusal is audited with its problem class, and every answer counted.
 pub async fn post(
     State(st): State<SharedState>,
     peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let answer = submit(&st, &peer, headers, body).await;
-    if let Err(e) = &answer
-        && e.is_refusal()
-    {
-        st.node
-            .refused(&peer.member, "message", None, e.slug())
-            .await;
+    let started = std::time::Instant::now();
+    let mut type_ = None;
+    let answer = submit(&st, &peer, headers, body, &mut type_).await;
+    match &answer {
+        Ok(r) if r.status() == StatusCode::ACCEPTED => {
+            crate::telemetry::accept_latency(started.elapsed())
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let t = type_.as_deref().unwrap_or("-");
+            crate::telemetry::rejected(t, &peer.member, e.slug());
+            if e.is_refusal() {
+                st.node
+                    .refused(&peer.member, "message", None, e.slug())
+                    .await;
+            }
+        }
     }
     answer
 }
 
+/// `type_` is set, for the metrics, once the body names a registered type (`batch` for a
+/// batch): a label never holds what a sender made up.
 async fn submit(
     st: &SharedState,
     peer: &Peer,
     headers: HeaderMap,
     body: Body,
+    type_: &mut Option<String>,
 ) -> Result<Response, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -75,6 +88,11 @@ async fn submit(
     })?;
     drop(bytes);
     let reg = &st.node.registry;
+    *type_ = match value.get("type").and_then(Value::as_str) {
+        _ if batch => Some("batch".to_owned()),
+        Some(t) => reg.type_def(t).map(|d| d.name.clone()),
+        None => None,
+    };
 
     if !batch {
         let p = ingest::prepare(reg, value, &peer.member, Some(&peer.cert))?;

@@ -117,6 +117,8 @@ pub struct AppState {
     /// Set when the server starts shutting down, so long polls answer at once instead of
     /// holding the shutdown up for their whole wait.
     pub closing: watch::Sender<bool>,
+    /// Gauges read when `/metrics` is scraped.
+    pub gauges: crate::telemetry::Gauges,
 }
 
 impl AppState {
@@ -139,6 +141,7 @@ impl AppState {
             node: Node::new(registry, store, config.query_timeout, keys),
             config,
             closing: watch::Sender::new(false),
+            gauges: Default::default(),
         })
     }
 }
@@ -221,6 +224,7 @@ pub fn app(state: SharedState) -> Router {
         .route("/v1/schemas/{id}", get(schemas::one))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // Offices on slow links send gzip batch envelopes (`Content-Encoding: gzip`). The
@@ -236,6 +240,49 @@ pub fn app(state: SharedState) -> Router {
             limits::admission,
         ))
         .with_state(state)
+}
+
+/// `GET /metrics`: the Prometheus text format, for members the registry names `operator`.
+async fn metrics(State(st): State<SharedState>, peer: Peer) -> Result<Response, ApiError> {
+    if !st
+        .node
+        .registry
+        .member(&peer.member)
+        .is_some_and(|m| m.operator)
+    {
+        return Err(ApiError::Forbidden(format!(
+            "{} is not an operator (registry: operator = true)",
+            peer.member
+        )));
+    }
+    Ok(metrics_text(&st).await)
+}
+
+/// The exposition, with the store's queue gauges read now; also what the plain
+/// `--metrics-listen` listener serves.
+pub async fn metrics_text(st: &AppState) -> Response {
+    match st.node.store.queues().await {
+        Ok(queues) => {
+            let now = std::time::SystemTime::now();
+            for m in st.node.registry.members() {
+                let q = queues.iter().find(|q| q.recipient == m.id);
+                let oldest = q
+                    .and_then(|q| q.oldest)
+                    .and_then(|t| now.duration_since(t).ok())
+                    .unwrap_or_default();
+                crate::telemetry::queue(&m.id, q.map_or(0, |q| q.depth), oldest);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "queue depths not read for /metrics"),
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::render(&st.gauges),
+    )
+        .into_response()
 }
 
 async fn ready(State(st): State<SharedState>) -> Response {

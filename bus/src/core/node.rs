@@ -112,7 +112,16 @@ impl Node {
                 (receipt, std::mem::take(&mut p.time))
             })
             .collect();
+        let counted: Vec<(Arc<crate::registry::TypeDef>, MemberId)> = batch
+            .iter()
+            .map(|p| (p.def.clone(), p.msg.sender.clone()))
+            .collect();
         let results = self.append(batch).await?;
+        for ((def, sender), r) in counted.iter().zip(&results) {
+            if matches!(r, Appended::Accepted) {
+                crate::telemetry::accepted(&def.name, sender, 1);
+            }
+        }
         results
             .into_iter()
             .zip(signed)
@@ -223,6 +232,8 @@ impl Node {
         req: LeaseRequest,
     ) -> Result<Vec<Leased>, Failure> {
         let Leases { leased, expired } = self.store.lease(member, req).await?;
+        crate::telemetry::delivery("leased", member, leased.len() as u64);
+        crate::telemetry::dead_letters(member, "out_of_attempts", expired.len() as u64);
         for (sender, id) in expired {
             self.wakeups
                 .settled(&sender, id, query::unavailable(member));
@@ -241,6 +252,10 @@ impl Node {
     ) -> Result<Settled, Failure> {
         let reason = crate::formats::mask_digit_runs(reason);
         let (outcome, senders) = self.store.nack(member, ticket, &reason).await?;
+        if outcome == Settled::Done {
+            crate::telemetry::delivery("nacked", member, 1);
+            crate::telemetry::dead_letters(member, "nacked", 1);
+        }
         for sender in senders {
             self.wakeups
                 .settled(&sender, ticket.id, query::refused(member, &reason));

@@ -181,6 +181,25 @@ impl Node {
         p: Prepared,
         stored: impl FnOnce(),
     ) -> Result<Value, Failure> {
+        let (def, started) = (p.def.clone(), std::time::Instant::now());
+        let answer = self.ask_once(requester, p, stored).await;
+        let outcome = match &answer {
+            Ok(_) => "answered",
+            Err(Failure::ProviderRefused(_)) => "refused",
+            Err(Failure::ProviderUnavailable(_)) => "unavailable",
+            Err(Failure::QueryTimeout(_)) => "timeout",
+            Err(_) => "error",
+        };
+        crate::telemetry::query(&def.name, outcome, started.elapsed());
+        answer
+    }
+
+    async fn ask_once(
+        &self,
+        requester: &MemberId,
+        p: Prepared,
+        stored: impl FnOnce(),
+    ) -> Result<Value, Failure> {
         let (id, def) = (p.msg.id, p.def.clone());
         let key = (requester.clone(), id);
         let queries = &self.wakeups.queries;

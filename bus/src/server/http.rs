@@ -142,6 +142,7 @@ async fn connection(
     verifier: Option<Arc<MemberVerifier>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let _open = crate::telemetry::OpenConnection::new();
     let peer = conn.peer().clone();
     let chain = conn.chain().to_vec();
     let not_after = conn.not_after();

@@ -57,6 +57,10 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(
+        "--metrics-listen {0}: only a loopback address (the listener has no TLS and no authentication)"
+    )]
+    MetricsNotLoopback(SocketAddr),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -84,6 +88,8 @@ pub struct ServeOptions {
     pub amqp: Option<AmqpOptions>,
     /// When the audit chain gets a signed checkpoint.
     pub audit_checkpoint: CheckpointPolicy,
+    /// A plain-HTTP listener for `/metrics` on a loopback address, for a local Prometheus.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `simpul serve`'s defaults, in one place for the CLI, the demo, the benchmark and tests.
@@ -104,6 +110,7 @@ impl Default for ServeOptions {
             crl_grace: Duration::ZERO,
             amqp: None,
             audit_checkpoint: CheckpointPolicy::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -225,6 +232,16 @@ impl RunningServer {
 
 /// Validates everything, binds the listener and serves in a background task.
 pub async fn spawn(opts: ServeOptions) -> Result<RunningServer, ServeError> {
+    crate::telemetry::handle();
+    let metrics = match opts.metrics_listen {
+        Some(addr) if !addr.ip().is_loopback() => return Err(ServeError::MetricsNotLoopback(addr)),
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Listen { addr, source })?,
+        ),
+        None => None,
+    };
     let p = prepare(&opts).await?;
     let listener = TlsListener::bind(opts.listen, &p.tls, &p.settings)
         .await
@@ -235,6 +252,10 @@ pub async fn spawn(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, instance = %p.state.node.registry.instance, "serving");
     let closing = p.state.closing.clone();
+    if let Some(l) = metrics {
+        tracing::info!(addr = %l.local_addr()?, "metrics on plain HTTP (loopback)");
+        tokio::spawn(trust::serve_metrics(l, p.state.clone()));
+    }
     let task = tokio::spawn(run(p, listener, opts.conn));
     Ok(RunningServer {
         addr,
@@ -263,6 +284,13 @@ async fn run(p: Prepared, listener: TlsListener, conn: ConnOptions) {
     p.state.add_readiness(Arc::new(move || v.crl_health()));
     let v = verifier.clone();
     p.state.add_degradation(Arc::new(move || v.expiring()));
+    let v = verifier.clone();
+    p.state.gauges.add(Arc::new(move || {
+        for (m, days) in v.expiry_days() {
+            crate::telemetry::certificate_expiry(&m, days);
+        }
+    }));
+    let upkeep = tokio::spawn(crate::telemetry::upkeep());
     let ocsp = p.tls.ocsp.clone().map(|o| {
         let health = o.clone();
         p.state.add_degradation(Arc::new(move || health.health()));
@@ -297,6 +325,7 @@ async fn run(p: Prepared, listener: TlsListener, conn: ConnOptions) {
     .await;
     watcher.abort();
     rotation.abort();
+    upkeep.abort();
     if let Some(o) = ocsp {
         o.abort();
     }

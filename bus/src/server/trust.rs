@@ -166,3 +166,18 @@ pub(super) async fn watch_crl(verifier: Arc<MemberVerifier>) {
         }
     }
 }
+
+/// `--metrics-listen`: `/metrics` in plain HTTP for a Prometheus on the same machine (the
+/// address was checked to be loopback); runs until the process ends.
+pub(super) async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: crate::api::SharedState,
+) {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move { crate::api::metrics_text(&state).await }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "the metrics listener stopped");
+    }
+}

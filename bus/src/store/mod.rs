@@ -320,6 +320,9 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// Whether a lease for `member` would find anything now: a read, so waiting consumers can
     /// look often without taking the writer's time.
     async fn has_ready(&self, member: &MemberId) -> Result<bool, StoreError>;
+    /// Every recipient with open (pending or leased) deliveries: how many, and since when
+    /// the oldest was accepted. A read over the open-inbox index only.
+    async fn queues(&self) -> Result<Vec<QueueStat>, StoreError>;
     /// Acks each ticket in `member`'s inbox, all in one durable commit, answering for each.
     async fn ack(
         &self,
@@ -357,6 +360,14 @@ pub struct Outgoing {
     pub id: Uuid,
     /// The stored envelope, as accepted.
     pub envelope: String,
+}
+
+/// One recipient's open deliveries.
+#[derive(Debug, Clone)]
+pub struct QueueStat {
+    pub recipient: MemberId,
+    pub depth: u64,
+    pub oldest: Option<SystemTime>,
 }
 
 /// How much waits in the outbox, and since when.

@@ -229,6 +229,7 @@ impl Handshake {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return log_failure(remote, &e),
             Err(_) => {
+                crate::telemetry::handshake_failed("timeout");
                 tracing::debug!(%remote, timeout = ?self.timeout, "TLS handshake timed out; dropping");
                 return;
             }
@@ -285,7 +286,21 @@ impl Handshake {
 /// scanners are not (debug). Only the address and the reason are logged, no certificate data.
 fn log_failure(remote: SocketAddr, e: &io::Error) {
     use rustls::{CertificateError, Error, OtherError};
-    match e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+    let tls = e.get_ref().and_then(|i| i.downcast_ref::<Error>());
+    crate::telemetry::handshake_failed(match tls {
+        Some(Error::InvalidCertificate(c)) => match c {
+            CertificateError::Revoked => "revoked",
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
+            CertificateError::UnknownIssuer => "unknown_issuer",
+            CertificateError::UnknownRevocationStatus => "revocation_unknown",
+            CertificateError::Other(_) => "policy",
+            _ => "bad_certificate",
+        },
+        Some(Error::NoCertificatesPresented) => "no_certificate",
+        Some(_) => "protocol",
+        None => "io",
+    });
+    match tls {
         // Our own refusals (not a member, no member URI) carry their reason inside `Other`.
         Some(Error::InvalidCertificate(CertificateError::Other(OtherError(why)))) => {
             tracing::info!(%remote, reason = %why, "TLS handshake refused")

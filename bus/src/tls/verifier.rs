@@ -310,6 +310,23 @@ impl MemberVerifier {
         expiry.insert(member, not_after);
     }
 
+    /// Each member's last-seen certificate expiry, in days from now (negative once past), for
+    /// the `simpul_member_certificate_expiry_days` gauge.
+    pub fn expiry_days(&self) -> Vec<(MemberId, f64)> {
+        let now = SystemTime::now();
+        let expiry = self.expiry.lock().unwrap_or_else(|p| p.into_inner());
+        expiry
+            .iter()
+            .map(|(m, t)| {
+                let secs = match t.duration_since(now) {
+                    Ok(d) => d.as_secs_f64(),
+                    Err(e) => -e.duration().as_secs_f64(),
+                };
+                (m.clone(), secs / 86_400.0)
+            })
+            .collect()
+    }
+
     /// `Err` naming every member whose certificate (the one it last connected with) expires
     /// within [`EXPIRY_WARNING`], soonest first.
     pub fn expiring(&self) -> Result<(), String> {

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::{PgStore, dead_word, member, pg_error, raw};
 use crate::identity::MemberId;
+use crate::store::QueueStat;
 use crate::store::entries::settled;
 use crate::store::{
     DeadLetter, DeliveryQueue, LeaseRequest, Leased, Leases, Settled, StoreError, Ticket,
@@ -101,6 +102,31 @@ impl DeliveryQueue for PgStore {
             .await
             .map_err(pg_error)?;
         Ok(row.get(0))
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueStat>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT g.recipient, g.depth, m.accepted_at FROM (
+                   SELECT recipient, count(*) AS depth, min(msg_seq) AS first FROM deliveries
+                   WHERE state IN ('pending', 'leased') GROUP BY recipient
+                 ) g JOIN messages m ON m.seq = g.first",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some(QueueStat {
+                    recipient: MemberId::parse(r.get::<_, &str>(0)).ok()?,
+                    depth: r.get::<_, i64>(1) as u64,
+                    oldest: Some(r.get::<_, time::OffsetDateTime>(2).into()),
+                })
+            })
+            .collect())
     }
 
     async fn ack(

@@ -24,6 +24,8 @@ mod writer;
 
 pub use audit::SqliteAudit;
 
+use super::QueueStat;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -332,6 +334,34 @@ impl DeliveryQueue for SqliteStore {
                  WHERE recipient = ?1 AND state < 2 AND available_at <= ?2)",
             )?
             .query_row(params![member, now_ms()], |r| r.get(0))
+        })
+        .await
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueStat>, StoreError> {
+        self.read(|c| {
+            // Grouped over the open-inbox index; the oldest accept time by the lowest seq.
+            let mut groups = c.prepare_cached(
+                "SELECT recipient, count(*), min(msg_seq) FROM deliveries
+                 WHERE state < 2 GROUP BY recipient",
+            )?;
+            let rows: Vec<(String, i64, i64)> = groups
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut at = c.prepare_cached("SELECT accepted_at FROM messages WHERE seq = ?1")?;
+            let mut out = Vec::with_capacity(rows.len());
+            for (recipient, depth, seq) in rows {
+                let Ok(recipient) = MemberId::parse(&recipient) else {
+                    continue;
+                };
+                let ms: Option<i64> = at.query_row([seq], |r| r.get(0)).ok();
+                out.push(QueueStat {
+                    recipient,
+                    depth: depth as u64,
+                    oldest: ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms as u64)),
+                });
+            }
+            Ok(out)
         })
         .await
     }

@@ -186,6 +186,7 @@ impl Writer {
             let mut close = None;
             let mut deferred: Vec<Deferred> = Vec::with_capacity(ops.len());
             let durable = ops.iter().any(Op::must_be_durable);
+            let started = std::time::Instant::now();
             let begun = self
                 .sync_for(durable)
                 .and_then(|()| run_cached(&self.conn, "BEGIN IMMEDIATE"));
@@ -212,6 +213,7 @@ impl Writer {
                             self.syncs.fetch_add(1, Ordering::Relaxed);
                         }
                         self.committed(deferred.len());
+                        crate::telemetry::commit(deferred.len(), started.elapsed(), durable);
                         None
                     }
                     Err(e) => {

@@ -183,17 +183,21 @@ impl Transport {
     }
 }
 
-/// A line every minute while deliveries wait in the outbox.
+/// The outbox backlog as a gauge every 5 s, and a line every minute while deliveries wait.
 async fn report_backlog(outbox: Arc<dyn Outbox>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut said: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
         match outbox.backlog().await {
-            Ok(b) if b.count > 0 => {
-                let age = b
-                    .oldest
-                    .and_then(|t| t.elapsed().ok())
-                    .map_or(0, |d| d.as_secs());
+            Ok(b) => {
+                let age = b.oldest.and_then(|t| t.elapsed().ok()).unwrap_or_default();
+                crate::telemetry::outbox("amqp", b.count, age);
+                if b.count == 0 || said.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+                    continue;
+                }
+                said = Some(tokio::time::Instant::now());
+                let age = age.as_secs();
                 tracing::warn!(
                     backlog = b.count,
                     oldest_secs = age,
@@ -201,7 +205,6 @@ async fn report_backlog(outbox: Arc<dyn Outbox>) {
                     b.count
                 );
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot read the AMQP outbox backlog"),
         }
     }
