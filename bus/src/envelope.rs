@@ -82,12 +82,47 @@ pub fn content_hash(attrs: &Map<String, Value>) -> [u8; 32] {
     let content: std::collections::BTreeMap<&str, &Value> = attrs
         .iter()
         .filter(|(k, v)| !NOT_CONTENT.contains(&k.as_str()) && !v.is_null())
+        // JSON is what an event without `datacontenttype` carries, so naming it changes
+        // nothing: a structured event that names it and a binary-mode retry that does not
+        // are the same message.
+        .filter(|(k, v)| {
+            !(k.as_str() == "datacontenttype" && v.as_str() == Some("application/json"))
+        })
         .map(|(k, v)| (k.as_str(), v))
         .collect();
     let mut h = Hasher(Sha256::new());
     // Writing JSON values to an infallible writer cannot fail.
     let _ = serde_json::to_writer(&mut h, &content);
     h.0.finalize().into()
+}
+
+/// The HTTP binding's binary mode (CloudEvents HTTP binding, section 3.1): the context
+/// attributes arrive as `ce-<name>` headers, percent-encoded, and the data as the body. They
+/// become the structured form, which then takes the one path every event takes (and hashes
+/// alike, so a retry in the other mode is the same message). `headers` are (lowercase name,
+/// raw value) pairs; those not starting with `ce-` are ignored.
+pub fn from_binary<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    data: Value,
+) -> Result<Value, Vec<FieldError>> {
+    let mut attrs = Map::new();
+    let mut errors = Vec::new();
+    for (name, raw) in headers {
+        let Some(attr) = name.strip_prefix("ce-") else {
+            continue;
+        };
+        match percent_encoding::percent_decode(raw).decode_utf8() {
+            Ok(v) => {
+                attrs.insert(attr.to_owned(), Value::String(v.into_owned()));
+            }
+            Err(_) => errors.push(FieldError::new(name, "is not UTF-8 once percent-decoded")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    attrs.insert("data".into(), data);
+    Ok(Value::Object(attrs))
 }
 
 impl Envelope {

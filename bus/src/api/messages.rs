@@ -50,8 +50,9 @@ pub async fn post(
     answer
 }
 
-/// `type_` is set, for the metrics, once the body names a registered type (`batch` for a
-/// batch): a label never holds what a sender made up.
+/// Structured mode (one event or a batch) or binary mode (`ce-*` headers, the data as the
+/// body). `type_` is set, for the metrics, once the event names a registered type (`batch`
+/// for a batch): a label never holds what a sender made up.
 async fn submit(
     st: &SharedState,
     peer: &Peer,
@@ -64,15 +65,21 @@ async fn submit(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let mime = content_type.split(';').next().unwrap_or("").trim();
+    let binary = headers.contains_key("ce-specversion");
     let batch = match mime {
         CONTENT_TYPE => false,
         BATCH_CONTENT_TYPE => true,
+        "" | "application/json" if binary => false,
+        m if binary && m.starts_with("application/") && m.ends_with("+json") => false,
         _ => {
             return Err(ApiError::UnsupportedMediaType(format!(
-                "{content_type:?}; send {CONTENT_TYPE} or {BATCH_CONTENT_TYPE}"
+                "{content_type:?}; send {CONTENT_TYPE} or {BATCH_CONTENT_TYPE} (structured \
+                 mode), or the event's ce-* headers with its JSON data as the body (binary \
+                 mode, Content-Type: application/json)"
             )));
         }
     };
+    let binary = binary && !matches!(mime, CONTENT_TYPE | BATCH_CONTENT_TYPE);
     let bytes = super::body::read_body(st, &headers, body).await?;
     // Taken after the body is read: a sender on a slow link must not hold a slot while its
     // bytes trickle in, or a few thousand slow offices would lock everyone out.
@@ -87,32 +94,22 @@ async fn submit(
         errors: Vec::new(),
     })?;
     drop(bytes);
-    let reg = &st.node.registry;
-    *type_ = match value.get("type").and_then(Value::as_str) {
-        _ if batch => Some("batch".to_owned()),
-        Some(t) => reg.type_def(t).map(|d| d.name.clone()),
-        None => None,
-    };
-
-    if !batch {
-        let p = ingest::prepare(reg, value, &peer.member, Some(&peer.cert))?;
-        if p.def.kind == Kind::Query {
-            let _slot = st.limits.query(&peer.member)?;
-            let (id, type_) = (p.msg.id, p.def.name.clone());
-            let data = st.node.ask(&peer.member, p, || drop(permit)).await?;
-            let receipt = st.node.signer.receipt(&crate::trust::canonical(&data));
-            let answer = json!({ "id": id, "type": type_, "data": data, "receipt": receipt });
-            return Ok((StatusCode::OK, Json(answer)).into_response());
-        }
-        let id = p.msg.id;
-        let warnings = p.warnings.clone();
-        let type_ = p.msg.type_.clone();
-        let results = st.node.accept(vec![p]).await?;
-        tracing::debug!(member = %peer.member, %type_, %id, "accepted");
-        let answer = accepted(id, &peer.member, &results[0], warnings);
-        return Ok((StatusCode::ACCEPTED, Json(answer)).into_response());
+    if binary {
+        let ce = headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
+        let value =
+            crate::envelope::from_binary(ce, value).map_err(|errors| ApiError::Malformed {
+                detail: format!("{} bad ce-* header(s)", errors.len()),
+                errors,
+            })?;
+        return single(st, peer, value, permit, type_)
+            .await
+            .map_err(name_headers);
     }
-
+    if !batch {
+        return single(st, peer, value, permit, type_).await;
+    }
+    *type_ = Some("batch".to_owned());
+    let reg = &st.node.registry;
     let prepared = ingest::prepare_batch(reg, value, &peer.member, Some(&peer.cert))?;
     let ids: Vec<_> = prepared
         .iter()
@@ -126,6 +123,56 @@ async fn submit(
         .map(|((id, w), r)| accepted(id, &peer.member, r, w))
         .collect();
     Ok((StatusCode::ACCEPTED, Json(json!({ "results": body }))).into_response())
+}
+
+/// One event, structured or binary: a query waits for its answer, anything else for 202.
+async fn single(
+    st: &SharedState,
+    peer: &Peer,
+    value: Value,
+    permit: tokio::sync::SemaphorePermit<'_>,
+    type_: &mut Option<String>,
+) -> Result<Response, ApiError> {
+    let reg = &st.node.registry;
+    *type_ = value
+        .get("type")
+        .and_then(Value::as_str)
+        .and_then(|t| reg.type_def(t))
+        .map(|d| d.name.clone());
+    let p = ingest::prepare(reg, value, &peer.member, Some(&peer.cert))?;
+    if p.def.kind == Kind::Query {
+        let _slot = st.limits.query(&peer.member)?;
+        let (id, type_) = (p.msg.id, p.def.name.clone());
+        let data = st.node.ask(&peer.member, p, || drop(permit)).await?;
+        let receipt = st.node.signer.receipt(&crate::trust::canonical(&data));
+        let answer = json!({ "id": id, "type": type_, "data": data, "receipt": receipt });
+        return Ok((StatusCode::OK, Json(answer)).into_response());
+    }
+    let id = p.msg.id;
+    let warnings = p.warnings.clone();
+    let type_ = p.msg.type_.clone();
+    let results = st.node.accept(vec![p]).await?;
+    tracing::debug!(member = %peer.member, %type_, %id, "accepted");
+    let answer = accepted(id, &peer.member, &results[0], warnings);
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+/// Binary mode names the headers an attribute came in (`ce-id`), not a body pointer.
+fn name_headers(mut e: ApiError) -> ApiError {
+    if let ApiError::Malformed { errors, .. }
+    | ApiError::Schema { errors }
+    | ApiError::Signature { errors } = &mut e
+    {
+        for f in errors {
+            if let Some(attr) = f.pointer.strip_prefix('/')
+                && !attr.contains('/')
+                && attr != "data"
+            {
+                f.pointer = format!("ce-{attr}");
+            }
+        }
+    }
+    e
 }
 
 /// One message's answer: its status, warnings, receipt, and the attributes the bus filled
