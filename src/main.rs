@@ -12,11 +12,13 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(log_filter())
-        .init();
+        .with_env_filter(log_filter());
+    match cli.log_format {
+        cli::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        cli::LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     match cli.run() {
         Ok(code) => code,
         Err(e) => {

@@ -34,8 +34,9 @@ const CORE: [&str; 10] = [
 
 /// Attributes that are no part of "the same content": those the bus fills in (or checks
 /// against the certificate), so a retry that leaves them out or fills them in is the same
-/// message; and the sender's `signature`, which differs each time the same event is signed.
-const NOT_CONTENT: [&str; 3] = ["source", "time", "signature"];
+/// message; the sender's `signature`, which differs each time the same event is signed; and
+/// the W3C trace context, which differs each time it is sent.
+const NOT_CONTENT: [&str; 5] = ["source", "time", "signature", "traceparent", "tracestate"];
 
 /// An envelope whose attributes are well-formed; its `data` is not yet schema-checked.
 #[derive(Debug)]
@@ -94,6 +95,39 @@ pub fn content_hash(attrs: &Map<String, Value>) -> [u8; 32] {
     // Writing JSON values to an infallible writer cannot fail.
     let _ = serde_json::to_writer(&mut h, &content);
     h.0.finalize().into()
+}
+
+/// A W3C Trace Context `traceparent` of version 00 with non-zero ids.
+pub fn is_traceparent(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let hex = |p: &str, n: usize| {
+        p.len() == n
+            && p.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    matches!(parts.as_slice(), [v, t, p, f]
+        if *v == "00" && hex(t, 32) && hex(p, 16) && hex(f, 2)
+            && t.bytes().any(|b| b != b'0') && p.bytes().any(|b| b != b'0'))
+}
+
+/// Carries an HTTP `traceparent` header into each event that has no `traceparent` extension
+/// of its own (CloudEvents' distributed-tracing extension), so the trace travels with the
+/// message to its consumers. An invalid header is ignored, as W3C Trace Context says.
+pub fn adopt_traceparent(value: &mut Value, header: Option<&str>) {
+    let Some(tp) = header.filter(|h| is_traceparent(h)) else {
+        return;
+    };
+    let events: Vec<&mut Value> = match value {
+        Value::Array(items) => items.iter_mut().collect(),
+        one => vec![one],
+    };
+    for ev in events {
+        if let Value::Object(attrs) = ev {
+            attrs
+                .entry("traceparent")
+                .or_insert_with(|| Value::String(tp.to_owned()));
+        }
+    }
 }
 
 /// The HTTP binding's binary mode (CloudEvents HTTP binding, section 3.1): the context
@@ -185,6 +219,14 @@ impl Envelope {
             }
         });
         string("correlationid", &mut errors, false);
+        if let Some(tp) = string("traceparent", &mut errors, false)
+            && !is_traceparent(&tp)
+        {
+            errors.push(FieldError::new(
+                "/traceparent",
+                "must be a W3C traceparent: 00-<32 hex>-<16 hex>-<2 hex>",
+            ));
+        }
         if let Some(ct) = string("datacontenttype", &mut errors, false)
             && ct != "application/json"
         {

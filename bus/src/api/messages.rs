@@ -89,18 +89,21 @@ async fn submit(
         .map_err(|_| ApiError::Overloaded {
             retry_after: std::time::Duration::from_secs(1),
         })?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
+    let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
         detail: format!("body is not valid JSON: {e}"),
         errors: Vec::new(),
     })?;
     drop(bytes);
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
     if binary {
         let ce = headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
-        let value =
-            crate::envelope::from_binary(ce, value).map_err(|errors| ApiError::Malformed {
-                detail: format!("{} bad ce-* header(s)", errors.len()),
-                errors,
-            })?;
+        value = crate::envelope::from_binary(ce, value).map_err(|errors| ApiError::Malformed {
+            detail: format!("{} bad ce-* header(s)", errors.len()),
+            errors,
+        })?;
+    }
+    crate::envelope::adopt_traceparent(&mut value, traceparent);
+    if binary {
         return single(st, peer, value, permit, type_)
             .await
             .map_err(name_headers);
@@ -139,6 +142,11 @@ async fn single(
         .and_then(Value::as_str)
         .and_then(|t| reg.type_def(t))
         .map(|d| d.name.clone());
+    // Logged with the accept, so a trace can be followed into the bus's log.
+    let traceparent = value
+        .get("traceparent")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let p = ingest::prepare(reg, value, &peer.member, Some(&peer.cert))?;
     if p.def.kind == Kind::Query {
         let _slot = st.limits.query(&peer.member)?;
@@ -152,7 +160,7 @@ async fn single(
     let warnings = p.warnings.clone();
     let type_ = p.msg.type_.clone();
     let results = st.node.accept(vec![p]).await?;
-    tracing::debug!(member = %peer.member, %type_, %id, "accepted");
+    tracing::debug!(member = %peer.member, %type_, %id, traceparent, "accepted");
     let answer = accepted(id, &peer.member, &results[0], warnings);
     Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }
