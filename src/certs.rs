@@ -53,6 +53,18 @@ pub enum CertsCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Write a member's certificate and key as PKCS#12 (.p12), for a browser or a client that
+    /// wants one file. The password comes from --password-file or SIMPUL_P12_PASSWORD and
+    /// must not be empty; the file is written 0600.
+    Export {
+        member: String,
+        #[arg(long)]
+        p12: PathBuf,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+    },
     /// Revoke a member's current certificate and rewrite the CRL.
     Revoke {
         member: String,
@@ -146,13 +158,7 @@ pub fn run(c: CertsCommand) -> anyhow::Result<ExitCode> {
         } => {
             let reg = Registry::load(&registry)?;
             let members: Vec<MemberId> = reg.members().map(|m| m.id.clone()).collect();
-            let password = match password_file {
-                Some(f) => std::fs::read_to_string(&f)
-                    .with_context(|| f.display().to_string())?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_owned(),
-                None => std::env::var("SIMPUL_P12_PASSWORD").unwrap_or_default(),
-            };
+            let password = p12_password(password_file)?;
             let ca_files = match reg.trust.ca.is_empty() {
                 true => vec![dir.join(bus::pki::CA_CERT)],
                 false => reg.trust.ca.clone(),
@@ -175,6 +181,17 @@ pub fn run(c: CertsCommand) -> anyhow::Result<ExitCode> {
                 done.paths.key.display(),
                 done.not_after
             );
+        }
+        CertsCommand::Export {
+            member,
+            p12,
+            password_file,
+            dir,
+        } => {
+            let id = MemberId::parse(&member)?;
+            let password = p12_password(password_file)?;
+            bus::pki::export_p12(&bus::pki::member_paths(&dir, &id), &password, &p12)?;
+            println!("{}", p12.display());
         }
         CertsCommand::ServerRenew { dir, registry } => {
             let (instance, _) = member_ids(&registry)?;
@@ -220,4 +237,16 @@ pub fn run(c: CertsCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A PKCS#12 password: from a file (its first line) or `SIMPUL_P12_PASSWORD`, never from the
+/// command line, where other users could read it.
+fn p12_password(file: Option<PathBuf>) -> anyhow::Result<String> {
+    Ok(match file {
+        Some(f) => std::fs::read_to_string(&f)
+            .with_context(|| f.display().to_string())?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned(),
+        None => std::env::var("SIMPUL_P12_PASSWORD").unwrap_or_default(),
+    })
 }

@@ -153,3 +153,46 @@ fn a_pkcs12_for_another_instance_or_ca_is_refused_and_nothing_is_written() {
         "a refused import changed the member's certificate"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exported_pkcs12_opens_in_openssl_and_imports_back() {
+    let bus = Bus::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("portal.p12");
+    let export = |password: &str| {
+        bus.simpul()
+            .args(["certs", "export", PORTAL, "--p12"])
+            .arg(&out)
+            .arg("--dir")
+            .arg(bus.certs())
+            .env("SIMPUL_P12_PASSWORD", password)
+            .output()
+            .unwrap()
+    };
+    let empty = export("");
+    assert!(!empty.status.success(), "exported a key without a password");
+    assert!(stderr(&empty).contains("password"), "{}", stderr(&empty));
+    let ok = export("rahasia");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // What a browser or another TLS stack would read: the certificate and key.
+    let shown = Command::new("openssl")
+        .args(["pkcs12", "-nodes", "-passin", "pass:rahasia", "-in"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("BEGIN CERTIFICATE") && text.contains("BEGIN PRIVATE KEY"));
+    // And back: the import checks it and the member still connects.
+    let back = import(&bus, &out, "rahasia", true);
+    assert!(back.status.success(), "{}", stderr(&back));
+    let a = bus
+        .client(PORTAL)
+        .request(Method::GET, "/healthz", None, None)
+        .await
+        .unwrap();
+    assert_status(&a, 200);
+}

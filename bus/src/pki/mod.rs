@@ -27,7 +27,7 @@ use time::{Duration, OffsetDateTime};
 use crate::identity::{MemberId, bus_identity_uri};
 
 mod p12;
-pub use p12::{ImportError, Imported, P12Import};
+pub use p12::{ImportError, Imported, P12Import, export_p12};
 
 pub const CA_CERT: &str = "ca.pem";
 pub const CA_KEY: &str = "ca.key";

@@ -190,3 +190,50 @@ fn chain_of(leaf: &X509, extra: &[X509]) -> Vec<X509> {
     }
     chain
 }
+
+/// `simpul certs export --p12`: a member's certificate (with the chain in its PEM file) and
+/// key as one PKCS#12 file, for a browser (the operator console) or a Windows or Java client.
+/// OpenSSL 3's defaults: AES-256 and a SHA-256 MAC. A file holding a private key gets a
+/// password: an empty one is refused.
+pub fn export_p12(paths: &IssuedPaths, password: &str, out: &Path) -> Result<(), ImportError> {
+    if password.is_empty() {
+        return Err(ImportError::Unreadable {
+            path: out.to_owned(),
+            why: "a PKCS#12 holding a private key needs a password".into(),
+        });
+    }
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| ImportError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let mut certs = X509::stack_from_pem(&read(&paths.cert)?)?.into_iter();
+    let leaf = certs.next().ok_or_else(|| ImportError::Missing {
+        path: paths.cert.clone(),
+        what: "certificate",
+    })?;
+    let key = openssl::pkey::PKey::private_key_from_pem(&read(&paths.key)?)?;
+    let mut chain = Stack::new()?;
+    for c in certs {
+        chain.push(c)?;
+    }
+    let name = friendly_name(&leaf);
+    let p12 = Pkcs12::builder()
+        .name(&name)
+        .pkey(&key)
+        .cert(&leaf)
+        .ca(chain)
+        .build2(password)?;
+    write_file(out, &p12.to_der()?, true)?;
+    Ok(())
+}
+
+/// The friendly name a browser shows for the certificate: its common name.
+fn friendly_name(cert: &X509) -> String {
+    cert.subject_name()
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .next()
+        .and_then(|e| e.data().to_string().ok())
+        .unwrap_or_else(|| "simpul member".into())
+}
