@@ -39,19 +39,7 @@ async fn a_members_own_csr_is_signed_and_its_key_never_leaves_it() {
     let bus = Bus::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let (key, csr) = openssl_csr(dir.path(), "anything the member likes");
-    let out = bus
-        .simpul()
-        .args(["certs", "issue", PORTAL, "--csr"])
-        .arg(&csr)
-        .arg("--dir")
-        .arg(bus.certs())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = bus.certs_command(&["issue", PORTAL, "--csr", csr.to_str().unwrap()]);
     let paths = bus::pki::member_paths(
         &bus.certs(),
         &bus::identity::MemberId::parse(PORTAL).unwrap(),
@@ -117,17 +105,7 @@ async fn the_server_certificate_rotates_on_sighup_without_a_restart() {
     let first = bus.client(DUKCAPIL).send(&ev).await.unwrap();
     let old_receipt = first.body["receipt"].as_str().unwrap().to_owned();
 
-    let out = bus
-        .simpul()
-        .args(["certs", "server-renew", "--dir"])
-        .arg(bus.certs())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    bus.certs_command(&["server-renew"]);
     bus.signal("HUP");
     let new_kid =
         bus::trust::kid_of(&bus::tls::load_certs(&bus.certs().join("server.pem")).unwrap()[0]);
@@ -189,15 +167,7 @@ async fn the_server_certificate_rotates_on_sighup_without_a_restart() {
 async fn certificates_near_expiry_are_named_in_readyz_and_certs_list() {
     let bus = Bus::start(&[]);
     bus.certs_command(&["issue", PORTAL, "--days", "10"]);
-    let portal = bus.client(PORTAL);
-    let res = portal
-        .http()
-        .get(portal.url("/readyz"))
-        .send()
-        .await
-        .unwrap();
-    let code = res.status().as_u16();
-    let body = res.text().await.unwrap();
+    let (code, body) = bus.get_text(PORTAL, "/readyz").await;
     assert_eq!(code, 200, "still ready: {body}");
     assert!(body.contains("degraded"), "{body}");
     assert!(
@@ -206,17 +176,7 @@ async fn certificates_near_expiry_are_named_in_readyz_and_certs_list() {
     );
     assert!(!body.contains(DUKCAPIL), "a year away is not named: {body}");
 
-    let out = bus
-        .simpul()
-        .args(["certs", "list", "--dir"])
-        .arg(bus.certs())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = bus.certs_command(&["list"]);
     let text = String::from_utf8_lossy(&out.stdout);
     let line = |m: &str| {
         text.lines()

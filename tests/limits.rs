@@ -179,16 +179,7 @@ async fn each_member_has_its_own_rate() {
     // Another business is not limited by this one's bucket.
     assert_status(&bus.client(BIZ2).send(&permit()).await.unwrap(), 202);
     // The refusal is counted for the operator, under the member that was limited.
-    let op = bus.client("GOV/diskominfo");
-    let text = op
-        .http()
-        .get(op.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, text) = bus.get_text("GOV/diskominfo", "/metrics").await;
     let series = format!("simpul_rate_limited_total{{member=\"{BIZ}\"}} 1");
     assert!(text.lines().any(|l| l == series), "{text}");
     let other = format!("simpul_rate_limited_total{{member=\"{BIZ2}\"}}");

@@ -25,12 +25,6 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
-async fn scrape(bus: &Bus, member: &str) -> (u16, String) {
-    let c = bus.client(member);
-    let res = c.http().get(c.url("/metrics")).send().await.unwrap();
-    (res.status().as_u16(), res.text().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_known_scenario_shows_in_every_metric() {
     let bus = Bus::start(&["--metrics-listen", "127.0.0.1:0"]);
@@ -70,7 +64,7 @@ async fn a_known_scenario_shows_in_every_metric() {
         .await;
     assert!(refused.is_err());
 
-    let (code, text) = scrape(&bus, OPERATOR).await;
+    let (code, text) = bus.get_text(OPERATOR, "/metrics").await;
     assert_eq!(code, 200, "{text}");
     let death_type = ("type", "siak.penduduk.meninggal");
     let from = ("sender", DUKCAPIL);
@@ -158,7 +152,7 @@ async fn only_operators_read_metrics() {
         .unwrap();
     assert_status(&a, 403);
     assert_eq!(a.problem(), Some("forbidden"));
-    assert_eq!(scrape(&bus, OPERATOR).await.0, 200);
+    assert_eq!(bus.get_text(OPERATOR, "/metrics").await.0, 200);
 }
 
 #[test]

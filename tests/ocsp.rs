@@ -188,9 +188,7 @@ async fn healthz(bus: &Bus, member: &str) -> Option<bus::client::Answer> {
 }
 
 async fn readyz_text(bus: &Bus, member: &str) -> String {
-    let c = bus.client(member);
-    let res = c.http().get(c.url("/readyz")).send().await.unwrap();
-    res.text().await.unwrap()
+    bus.get_text(member, "/readyz").await.1
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -105,14 +105,16 @@ pub fn query(type_: &str, outcome: &'static str, d: Duration) {
     histogram!("simpul_query_seconds", "type" => type_.to_owned()).record(d.as_secs_f64());
 }
 
-/// `what`: `leased`, `acked`, `nacked`.
-pub fn delivery(what: &'static str, recipient: &MemberId, n: u64) {
-    let name = match what {
-        "leased" => "simpul_leases_total",
-        "acked" => "simpul_acks_total",
-        _ => "simpul_nacks_total",
-    };
-    counter!(name, "recipient" => recipient.to_string()).increment(n);
+pub fn leased(recipient: &MemberId, n: u64) {
+    counter!("simpul_leases_total", "recipient" => recipient.to_string()).increment(n);
+}
+
+pub fn acked(recipient: &MemberId, n: u64) {
+    counter!("simpul_acks_total", "recipient" => recipient.to_string()).increment(n);
+}
+
+pub fn nacked(recipient: &MemberId) {
+    counter!("simpul_nacks_total", "recipient" => recipient.to_string()).increment(1);
 }
 
 /// `reason`: `nacked` or `out_of_attempts`.

@@ -342,6 +342,14 @@ impl Bus {
             .expect("client")
     }
 
+    /// `GET path` as `member` on a new connection: the status and the body as text (for
+    /// `/readyz` and `/metrics`, which are not JSON).
+    pub async fn get_text(&self, member: &str, path: &str) -> (u16, String) {
+        let c = self.client(member);
+        let res = c.http().get(c.url(path)).send().await.unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    }
+
     /// A client presenting a certificate issued outside the dev PKI layout (expired, foreign…).
     pub fn client_with(&self, paths: &bus::pki::IssuedPaths) -> Client {
         Client::new(
@@ -353,8 +361,9 @@ impl Bus {
         .expect("client")
     }
 
-    /// Runs `simpul certs <args> --dir <this bus's certs>` and checks that it succeeded.
-    pub fn certs_command(&self, args: &[&str]) {
+    /// Runs `simpul certs <args> --dir <this bus's certs>`, checks that it succeeded, and
+    /// returns what it printed.
+    pub fn certs_command(&self, args: &[&str]) -> std::process::Output {
         let out = self
             .simpul()
             .arg("certs")
@@ -368,6 +377,7 @@ impl Bus {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        out
     }
 
     pub fn simpul(&self) -> Command {

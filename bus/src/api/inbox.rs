@@ -149,8 +149,7 @@ pub async fn ack(
     params: Result<Query<LeaseParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let t = ticket(&id, params)?;
-    let outcome = st.node.store.ack(&peer.member, vec![t]).await?;
-    count_acks(&peer, &outcome);
+    let outcome = st.node.ack(&peer.member, vec![t]).await?;
     settled(outcome[0], t.id, &peer, "acked")
 }
 
@@ -173,8 +172,7 @@ pub async fn ack_many(
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body.map_err(unreadable_json(&st))?;
     let tickets = parse_tickets(&body.ids)?;
-    let outcomes = st.node.store.ack(&peer.member, tickets.clone()).await?;
-    count_acks(&peer, &outcomes);
+    let outcomes = st.node.ack(&peer.member, tickets.clone()).await?;
     let results: Vec<Value> = tickets
         .into_iter()
         .zip(outcomes)
@@ -273,12 +271,4 @@ fn settled(
              lease settles it"
         ))),
     }
-}
-
-fn count_acks(peer: &Peer, outcomes: &[crate::store::Settled]) {
-    let done = outcomes
-        .iter()
-        .filter(|o| matches!(o, crate::store::Settled::Done))
-        .count();
-    crate::telemetry::delivery("acked", &peer.member, done as u64);
 }

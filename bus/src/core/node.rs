@@ -232,13 +232,25 @@ impl Node {
         req: LeaseRequest,
     ) -> Result<Vec<Leased>, Failure> {
         let Leases { leased, expired } = self.store.lease(member, req).await?;
-        crate::telemetry::delivery("leased", member, leased.len() as u64);
+        crate::telemetry::leased(member, leased.len() as u64);
         crate::telemetry::dead_letters(member, "out_of_attempts", expired.len() as u64);
         for (sender, id) in expired {
             self.wakeups
                 .settled(&sender, id, query::unavailable(member));
         }
         Ok(leased)
+    }
+
+    /// Acks each ticket in `member`'s inbox, all in one durable commit, answering for each.
+    pub async fn ack(
+        &self,
+        member: &MemberId,
+        tickets: Vec<Ticket>,
+    ) -> Result<Vec<Settled>, Failure> {
+        let outcomes = self.store.ack(member, tickets).await?;
+        let done = outcomes.iter().filter(|o| **o == Settled::Done).count();
+        crate::telemetry::acked(member, done as u64);
+        Ok(outcomes)
     }
 
     /// Dead-letters the ticket's message in `member`'s inbox with its reason, which is shown
@@ -253,7 +265,7 @@ impl Node {
         let reason = crate::formats::mask_digit_runs(reason);
         let (outcome, senders) = self.store.nack(member, ticket, &reason).await?;
         if outcome == Settled::Done {
-            crate::telemetry::delivery("nacked", member, 1);
+            crate::telemetry::nacked(member);
             crate::telemetry::dead_letters(member, "nacked", 1);
         }
         for sender in senders {

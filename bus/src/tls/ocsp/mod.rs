@@ -101,13 +101,18 @@ struct Entry {
 }
 
 /// The verdict on one entry now.
-fn verdict(e: &Entry, policy: OcspPolicy, refresh: Duration) -> Result<(), String> {
+fn verdict(e: &Entry, policy: OcspPolicy, refresh: Duration) -> Result<(), OcspRefusal> {
     let now = SystemTime::now();
     let why = match &e.answer {
         Some(Answer {
             status: Status::Revoked(why),
             ..
-        }) => return Err(format!("revoked: {why}")),
+        }) => {
+            return Err(OcspRefusal::Revoked {
+                member: e.member.clone(),
+                why: why.clone(),
+            });
+        }
         Some(a) if a.status == Status::Good && current(a, refresh, now) => return Ok(()),
         Some(a) if a.status == Status::Unknown => "the responder does not know it".to_owned(),
         Some(_) => "the last good answer has passed its nextUpdate".to_owned(),
@@ -119,8 +124,16 @@ fn verdict(e: &Entry, policy: OcspPolicy, refresh: Duration) -> Result<(), Strin
             (Some(_), _) => "not asked yet".to_owned(),
         },
     };
+    by_policy(policy, &e.member, why)
+}
+
+/// Without a good, current answer for `member`'s certificate: refused only under `require`.
+fn by_policy(policy: OcspPolicy, member: &MemberId, why: String) -> Result<(), OcspRefusal> {
     match policy {
-        OcspPolicy::Require => Err(why),
+        OcspPolicy::Require => Err(OcspRefusal::Unknown {
+            member: member.clone(),
+            why,
+        }),
         _ => Ok(()),
     }
 }
@@ -229,66 +242,58 @@ impl Ocsp {
         };
         let k = key(leaf);
         if let Some(done) = self.decided(&k) {
-            return self.refusal(member, done);
+            return done;
         }
         let lock = {
             let mut asking = self.asking.lock().unwrap_or_else(|p| p.into_inner());
             asking.entry(k).or_default().clone()
         };
-        let _one = lock.lock().await;
-        if let Some(done) = self.decided(&k) {
-            return self.refusal(member, done);
-        }
-        if !self.entries().contains_key(&k) {
-            match self.entry(member, chain) {
-                Ok(e) => {
-                    self.entries().insert(k, e);
-                }
-                Err(why) => return self.refusal(member, self.by_policy(why)),
-            }
-        }
-        self.ask(&k).await;
+        let done = {
+            let _one = lock.lock().await;
+            self.first_ask(&k, member, chain).await
+        };
         self.asking
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&k);
+        done
+    }
+
+    /// The first ask about a certificate, unless another connection's ask settled it while
+    /// this one waited for the lock.
+    async fn first_ask(
+        &self,
+        k: &Key,
+        member: &MemberId,
+        chain: &[CertificateDer<'_>],
+    ) -> Result<(), OcspRefusal> {
+        if let Some(done) = self.decided(k) {
+            return done;
+        }
+        if !self.entries().contains_key(k) {
+            match self.entry(member, chain) {
+                Ok(e) => {
+                    self.entries().insert(*k, e);
+                }
+                Err(why) => return by_policy(self.settings.policy, member, why),
+            }
+        }
+        self.ask(k).await;
         let s = &self.settings;
-        let result = self
-            .entries()
-            .get(&k)
-            .map_or(Ok(()), |e| verdict(e, s.policy, s.refresh));
-        self.refusal(member, result)
+        self.entries()
+            .get(k)
+            .map_or(Ok(()), |e| verdict(e, s.policy, s.refresh))
     }
 
     /// The verdict from the cache for a certificate already asked about (or with nobody to
     /// ask). Only a certificate's first connection waits on the responder: after that the
     /// background refresh keeps asking, so an outage never adds its timeout to every connection.
-    fn decided(&self, k: &Key) -> Option<Result<(), String>> {
+    fn decided(&self, k: &Key) -> Option<Result<(), OcspRefusal>> {
         let mut entries = self.entries();
         let e = entries.get_mut(k)?;
         e.seen = Instant::now();
         let settled = e.url.is_none() || e.asked.is_some();
         settled.then(|| verdict(e, self.settings.policy, self.settings.refresh))
-    }
-
-    fn by_policy(&self, why: String) -> Result<(), String> {
-        match self.settings.policy {
-            OcspPolicy::Require => Err(why),
-            _ => Ok(()),
-        }
-    }
-
-    fn refusal(&self, member: &MemberId, r: Result<(), String>) -> Result<(), OcspRefusal> {
-        r.map_err(|why| match why.strip_prefix("revoked: ") {
-            Some(why) => OcspRefusal::Revoked {
-                member: member.clone(),
-                why: why.to_owned(),
-            },
-            None => OcspRefusal::Unknown {
-                member: member.clone(),
-                why,
-            },
-        })
     }
 
     /// A new entry for a chain the verifier accepted: its issuer among the presented

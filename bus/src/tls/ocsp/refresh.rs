@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use super::{Answer, Entry, FORGET_AFTER, Key, Ocsp, RETRY, Status, current, verdict};
+use super::{Answer, Entry, FORGET_AFTER, Key, Ocsp, OcspRefusal, RETRY, Status, current, verdict};
 
 /// Asks in flight at once during a refresh round.
 const ASKS_AT_ONCE: usize = 8;
@@ -97,7 +97,7 @@ impl Ocsp {
                     f.2 = Some(f.2.map_or(t, |u: SystemTime| u.min(t)));
                 }
             }
-            if !revoked(e) && verdict(e, s.policy, s.refresh).is_err() {
+            if let Err(OcspRefusal::Unknown { .. }) = verdict(e, s.policy, s.refresh) {
                 refused.insert(e.member.to_string());
             }
         }
