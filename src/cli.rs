@@ -66,6 +66,8 @@ enum Command {
         #[command(subcommand)]
         command: crate::audit::AuditCommand,
     },
+    /// Operators: dead letters and their redrive, and the trace of a message, through the API.
+    Admin(Box<crate::admin::AdminArgs>),
     /// Receipts: verify that the bus signed an event, offline.
     Receipt {
         #[command(subcommand)]
@@ -233,6 +235,7 @@ impl Cli {
             } => crate::amqp::sync(a),
             Command::Audit { command } => crate::audit::run(command),
             Command::Receipt { command } => crate::receipt::run(command),
+            Command::Admin(a) => crate::admin::run(*a),
             Command::Demo(a) => {
                 let rt = tokio::runtime::Runtime::new()?;
                 let trace = adapters::trace::Trace::printing();

@@ -214,4 +214,46 @@ impl Client {
         )
         .await
     }
+
+    /// `GET /v1/admin/dead-letters/{recipient}`, for operators.
+    pub async fn dead_letters(
+        &self,
+        recipient: &MemberId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Answer, ClientError> {
+        let path = format!(
+            "/v1/admin/dead-letters/{}?after={after}&limit={limit}",
+            member_segment(recipient)
+        );
+        self.request(Method::GET, &path, None, None).await
+    }
+
+    /// `POST /v1/admin/dead-letters/{recipient}/redrive` with `{"id": …}` or `{"all": true}`.
+    pub async fn redrive(&self, recipient: &MemberId, body: &Value) -> Result<Answer, ClientError> {
+        let path = format!(
+            "/v1/admin/dead-letters/{}/redrive",
+            member_segment(recipient)
+        );
+        let body = serde_json::to_vec(body).unwrap_or_default();
+        self.request(Method::POST, &path, Some("application/json"), Some(body))
+            .await
+    }
+
+    /// `GET /v1/admin/messages/{id}/trace`, for operators.
+    pub async fn trace(&self, id: Uuid) -> Result<Answer, ClientError> {
+        self.request(
+            Method::GET,
+            &format!("/v1/admin/messages/{id}/trace"),
+            None,
+            None,
+        )
+        .await
+    }
+}
+
+/// A member id as one path segment: its `/` percent-encoded.
+pub fn member_segment(m: &MemberId) -> String {
+    percent_encoding::utf8_percent_encode(m.as_str(), percent_encoding::NON_ALPHANUMERIC)
+        .to_string()
 }

@@ -254,6 +254,7 @@ impl From<Failure> for ApiError {
             Failure::ProviderUnavailable(why) => ApiError::ProviderUnavailable(why),
             Failure::QueryTimeout(d) => ApiError::QueryTimeout(d),
             Failure::Forbidden(why) => ApiError::Forbidden(why),
+            Failure::NotFound(why) => ApiError::NotFound(why),
             Failure::BadParameter { name, detail } => ApiError::Malformed {
                 detail: format!("invalid parameter {name}"),
                 errors: vec![FieldError::new(format!("/{name}"), detail)],

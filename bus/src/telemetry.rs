@@ -123,6 +123,10 @@ pub fn dead_letters(recipient: &MemberId, reason: &'static str, n: u64) {
         .increment(n);
 }
 
+pub fn redriven(recipient: &MemberId, n: u64) {
+    counter!("simpul_redriven_total", "recipient" => recipient.to_string()).increment(n);
+}
+
 pub fn queue(recipient: &MemberId, depth: u64, oldest: Duration) {
     let r = recipient.to_string();
     gauge!("simpul_queue_depth", "recipient" => r.clone()).set(depth as f64);

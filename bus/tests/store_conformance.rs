@@ -19,6 +19,9 @@ use uuid::Uuid;
 #[path = "../../tests/common/pg.rs"]
 mod pg;
 
+#[path = "conformance/admin.rs"]
+mod admin;
+
 fn member(s: &str) -> MemberId {
     MemberId::parse(s).unwrap()
 }
@@ -568,6 +571,7 @@ macro_rules! conformance {
             case!(concurrent_appends_stand_or_fall_alone, s => super::concurrent_appends_stand_or_fall_alone(s));
             case!(status_follows_the_deliveries, s => super::status_follows_the_deliveries(s.as_ref()));
             case!(every_action_is_audited_into_one_chain, s => super::every_action_is_audited_into_one_chain(s));
+            case!(dead_letters_are_listed_and_redriven, s => super::admin::dead_letters_are_listed_and_redriven(s.as_ref()));
         }
     };
 }

@@ -20,7 +20,8 @@ use crate::error::ApiError;
 use crate::identity::{MemberId, Peer};
 use crate::problem::FieldError;
 use crate::registry::Kind;
-use crate::store::{Appended, DeliveryState};
+use crate::store::{Appended, DeliveryState, MessageRecord};
+use serde::Serialize;
 
 /// `POST /v1/messages`; a refusal is audited with its problem class, and every answer counted.
 pub async fn post(
@@ -210,7 +211,7 @@ pub async fn status(
     State(st): State<SharedState>,
     peer: Peer,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessageStatus>, ApiError> {
     let id = parse_id(&id)?;
     let rec = st
         .node
@@ -218,32 +219,54 @@ pub async fn status(
         .message(&peer.member, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no message {id} sent by {}", peer.member)))?;
-    let states: Vec<DeliveryState> = rec.deliveries.iter().map(|d| d.state).collect();
-    let overall = delivery::overall(&states);
-    let deliveries: Vec<Value> = rec
-        .deliveries
-        .iter()
-        .map(|d| {
-            let mut v = json!({
-                "recipient": d.recipient,
-                "state": state_name(d.state),
-                "attempts": d.attempts,
-            });
-            if let Some(reason) = &d.reason {
-                v["reason"] = json!(reason);
-            }
-            v
-        })
-        .collect();
-    Ok(Json(json!({
-        "id": rec.id,
-        "type": rec.type_,
-        "source": rec.sender,
-        "accepted_at": super::rfc3339(rec.accepted_at),
-        "status": overall,
-        "replied": rec.reply.is_some(),
-        "deliveries": deliveries,
-    })))
+    Ok(Json(MessageStatus::from(&rec)))
+}
+
+/// A message's status as its sender (and an operator's trace) sees it.
+#[derive(Debug, Serialize)]
+pub struct MessageStatus {
+    id: uuid::Uuid,
+    #[serde(rename = "type")]
+    type_: String,
+    source: MemberId,
+    accepted_at: String,
+    /// The deliveries rolled up: `pending`, `delivered`, `acked`, `dead_lettered` or `partial`.
+    status: &'static str,
+    replied: bool,
+    deliveries: Vec<DeliveryView>,
+}
+
+#[derive(Debug, Serialize)]
+struct DeliveryView {
+    recipient: String,
+    state: &'static str,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+impl From<&MessageRecord> for MessageStatus {
+    fn from(rec: &MessageRecord) -> Self {
+        let states: Vec<DeliveryState> = rec.deliveries.iter().map(|d| d.state).collect();
+        MessageStatus {
+            id: rec.id,
+            type_: rec.type_.clone(),
+            source: rec.sender.clone(),
+            accepted_at: super::rfc3339(rec.accepted_at),
+            status: delivery::overall(&states),
+            replied: rec.reply.is_some(),
+            deliveries: rec
+                .deliveries
+                .iter()
+                .map(|d| DeliveryView {
+                    recipient: d.recipient.clone(),
+                    state: state_name(d.state),
+                    attempts: d.attempts,
+                    reason: d.reason.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A delivery state as the API names it.

@@ -3,6 +3,7 @@
 //! Handlers read the caller from [`Peer`], which the TLS listener sets once per connection
 //! from the verified certificate; nothing in a header or body can change who the caller is.
 
+mod admin;
 mod body;
 mod feeds;
 mod inbox;
@@ -222,6 +223,15 @@ pub fn app(state: SharedState) -> Router {
         .route("/v1/receipts/keys", get(receipt_keys))
         .route("/v1/audit/subjects/{id}", get(subjects::report))
         .route("/v1/schemas/{id}", get(schemas::one))
+        .route(
+            "/v1/admin/dead-letters/{recipient}",
+            get(admin::dead_letters),
+        )
+        .route(
+            "/v1/admin/dead-letters/{recipient}/redrive",
+            post(admin::redrive),
+        )
+        .route("/v1/admin/messages/{id}/trace", get(admin::trace))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -244,17 +254,7 @@ pub fn app(state: SharedState) -> Router {
 
 /// `GET /metrics`: the Prometheus text format, for members the registry names `operator`.
 async fn metrics(State(st): State<SharedState>, peer: Peer) -> Result<Response, ApiError> {
-    if !st
-        .node
-        .registry
-        .member(&peer.member)
-        .is_some_and(|m| m.operator)
-    {
-        return Err(ApiError::Forbidden(format!(
-            "{} is not an operator (registry: operator = true)",
-            peer.member
-        )));
-    }
+    st.node.operator(&peer.member)?;
     Ok(metrics_text(&st).await)
 }
 

@@ -41,6 +41,9 @@ pub enum Action {
     StatusRead,
     /// A member reading the citizen report of one person; `detail` names the subject's HMAC.
     SubjectReport,
+    /// An operator put a dead letter back in its recipient's inbox; `counterpart` names the
+    /// recipient.
+    Redrive,
 }
 
 impl Action {
@@ -58,6 +61,7 @@ impl Action {
             Action::FeedRead => "feed_read",
             Action::StatusRead => "status_read",
             Action::SubjectReport => "subject_report",
+            Action::Redrive => "redrive",
         }
     }
 

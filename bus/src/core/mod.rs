@@ -1,6 +1,7 @@
 //! The message rules, called by every ingress (the HTTP API, `simpul check`) and knowing no
 //! HTTP: handlers translate a request into these calls and a [`Refusal`] into a problem.
 
+pub mod admin;
 pub mod audit;
 pub mod delivery;
 pub mod ingest;

@@ -40,6 +40,9 @@ pub enum Failure {
     /// The caller may not do this (403).
     #[error("{0}")]
     Forbidden(String),
+    /// What the request names does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
     /// A path or query parameter that is not what it must be (400).
     #[error("{detail}")]
     BadParameter { name: String, detail: String },

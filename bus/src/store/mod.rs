@@ -4,10 +4,12 @@
 //! node. PostgreSQL ([`PgStore`]) is shared by several nodes, which signal each other through
 //! it. Both pass the same conformance suite (`bus/tests/store_conformance.rs`).
 
+mod admin;
 pub mod entries;
 mod postgres;
 mod sqlite;
 
+pub use admin::{Admin, DeadLetterItem, DeadLetters, Redrive, Trace, TracedMessage};
 pub use postgres::{PgOptions, PgStore, redact};
 pub use sqlite::{SqliteAudit, SqliteStore, StoreOptions};
 
@@ -444,7 +446,7 @@ pub trait AuditTrail: AuditRead + 'static {
 
 /// A whole backend: the log, the queues, the audit and the signals between nodes.
 #[async_trait::async_trait]
-pub trait Store: MessageLog + DeliveryQueue + Notifier + AuditTrail {
+pub trait Store: MessageLog + DeliveryQueue + Notifier + AuditTrail + Admin {
     /// `Ok` when the store takes writes; otherwise why not (its last write failed, it cannot
     /// reach its database, or it is closed).
     async fn health(&self) -> Result<(), String>;

@@ -103,9 +103,9 @@ pub(super) async fn record(c: &impl GenericClient, entries: &[Entry]) -> Result<
     Ok(())
 }
 
-const COLUMNS: &str = "at, actor, action, type, msg_id, counterpart, digest, detail";
+pub(super) const COLUMNS: &str = "at, actor, action, type, msg_id, counterpart, digest, detail";
 
-fn entry(r: &Row) -> Result<Entry, StoreError> {
+pub(super) fn entry(r: &Row) -> Result<Entry, StoreError> {
     let corrupt = || StoreError::Corrupt("audit: unknown action".into());
     Ok(Entry {
         at: r.get(0),

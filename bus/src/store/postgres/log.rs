@@ -278,48 +278,11 @@ impl MessageLog for PgStore {
         id: Uuid,
     ) -> Result<Option<MessageRecord>, StoreError> {
         let c = self.client().await?;
-        let Some(row) = c
-            .query_opt(
-                "SELECT seq, type, accepted_at, reply FROM messages WHERE sender = $1 AND id = $2",
-                &[&sender.as_str(), &id],
-            )
-            .await
-            .map_err(pg_error)?
-        else {
-            return Ok(None);
-        };
-        let seq: i64 = row.get(0);
-        let deliveries = c
-            .query(
-                "SELECT recipient, state, attempts, reason, dead FROM deliveries
-                 WHERE msg_seq = $1 ORDER BY ord",
-                &[&seq],
-            )
-            .await
-            .map_err(pg_error)?
-            .iter()
-            .map(|r| DeliveryStatus {
-                recipient: r.get(0),
-                state: match r.get::<_, &str>(1) {
-                    "pending" | "outbox" => DeliveryState::Pending,
-                    "leased" | "published" => DeliveryState::Delivered,
-                    "acked" => DeliveryState::Acked,
-                    _ => DeliveryState::DeadLettered,
-                },
-                attempts: r.get::<_, i32>(2) as u32,
-                reason: r.get(3),
-                dead: dead_from(r.get(4)),
-            })
-            .collect();
-        audit::record(&**c, &[status_read(sender, row.get(1), id)]).await?;
-        Ok(Some(MessageRecord {
-            id,
-            sender: sender.clone(),
-            type_: row.get(1),
-            accepted_at: row.get::<_, SystemTime>(2),
-            deliveries,
-            reply: row.get(3),
-        }))
+        let found = read_message(&**c, sender, id).await?;
+        if let Some((record, _)) = &found {
+            audit::record(&**c, &[status_read(sender, &record.type_, id)]).await?;
+        }
+        Ok(found.map(|(record, _)| record))
     }
 
     async fn feed(
@@ -352,4 +315,55 @@ impl MessageLog for PgStore {
         }
         Ok(items)
     }
+}
+
+/// A message with its deliveries and its stored envelope, read without recording anything.
+pub(super) async fn read_message(
+    c: &impl GenericClient,
+    sender: &MemberId,
+    id: Uuid,
+) -> Result<Option<(MessageRecord, String)>, StoreError> {
+    let Some(row) = c
+        .query_opt(
+            "SELECT seq, type, accepted_at, reply, envelope FROM messages
+             WHERE sender = $1 AND id = $2",
+            &[&sender.as_str(), &id],
+        )
+        .await
+        .map_err(pg_error)?
+    else {
+        return Ok(None);
+    };
+    let seq: i64 = row.get(0);
+    let deliveries = c
+        .query(
+            "SELECT recipient, state, attempts, reason, dead FROM deliveries
+             WHERE msg_seq = $1 ORDER BY ord",
+            &[&seq],
+        )
+        .await
+        .map_err(pg_error)?
+        .iter()
+        .map(|r| DeliveryStatus {
+            recipient: r.get(0),
+            state: match r.get::<_, &str>(1) {
+                "pending" | "outbox" => DeliveryState::Pending,
+                "leased" | "published" => DeliveryState::Delivered,
+                "acked" => DeliveryState::Acked,
+                _ => DeliveryState::DeadLettered,
+            },
+            attempts: r.get::<_, i32>(2) as u32,
+            reason: r.get(3),
+            dead: dead_from(r.get(4)),
+        })
+        .collect();
+    let record = MessageRecord {
+        id,
+        sender: sender.clone(),
+        type_: row.get(1),
+        accepted_at: row.get::<_, SystemTime>(2),
+        deliveries,
+        reply: row.get(3),
+    };
+    Ok(Some((record, row.get(4))))
 }

@@ -15,6 +15,7 @@
 //! checked by the conformance suite, not by a compile-time database; it pipelines on one
 //! connection, and its `Connection` hands `LISTEN` notifications over as a stream.
 
+mod admin;
 mod audit;
 mod log;
 mod notify;

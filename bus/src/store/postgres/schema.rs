@@ -63,6 +63,8 @@ CREATE INDEX outbox_open ON deliveries(msg_seq) WHERE state = 'outbox';
     super::audit::TABLES,
     // 4: the subject index of the citizen report.
     super::audit::SUBJECTS,
+    // 5: an operator lists and redrives one recipient's dead letters, oldest first.
+    "CREATE INDEX dead_letters ON deliveries(recipient, msg_seq) WHERE state = 'dead';",
 ];
 
 /// The schema this binary writes.

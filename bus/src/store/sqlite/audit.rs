@@ -143,6 +143,15 @@ fn hash32(v: Option<Vec<u8>>) -> rusqlite::Result<[u8; 32]> {
 
 const COLUMNS: &str = "at, actor, action, type, msg_id, counterpart, digest, detail";
 
+/// Every record naming message `id`, oldest first (over `audit_by_message`).
+pub(super) fn of_message(c: &Connection, id: uuid::Uuid) -> rusqlite::Result<Vec<Entry>> {
+    c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM audit WHERE msg_id = ?1 ORDER BY seq"
+    ))?
+    .query_map([id.to_string()], entry)?
+    .collect()
+}
+
 pub(super) fn unsealed(c: &Connection, limit: usize) -> rusqlite::Result<Vec<(i64, Entry)>> {
     c.prepare_cached(&format!(
         "SELECT {COLUMNS}, seq FROM audit WHERE pos IS NULL ORDER BY seq LIMIT ?1"

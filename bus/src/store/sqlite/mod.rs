@@ -17,6 +17,7 @@
 //! accept latency's tail. Durability does not depend on checkpoints: a commit is durable once
 //! its WAL frames are fsynced, and recovery replays the WAL.
 
+mod admin;
 mod audit;
 mod ops;
 mod schema;

@@ -15,10 +15,10 @@ use crate::store::{
     Leases, MessageRecord, NewMessage, NewReply, ReplyOutcome, Settled, Ticket,
 };
 
-const PENDING: i64 = 0;
+pub(super) const PENDING: i64 = 0;
 const LEASED: i64 = 1;
 const ACKED: i64 = 2;
-const DEAD: i64 = 3;
+pub(super) const DEAD: i64 = 3;
 
 fn dead_code(d: DeadLetter) -> i64 {
     match d {
@@ -28,7 +28,7 @@ fn dead_code(d: DeadLetter) -> i64 {
     }
 }
 
-fn dead_from(code: Option<i64>) -> Option<DeadLetter> {
+pub(super) fn dead_from(code: Option<i64>) -> Option<DeadLetter> {
     match code? {
         1 => Some(DeadLetter::Nacked),
         3 => Some(DeadLetter::Withdrawn),
@@ -36,11 +36,11 @@ fn dead_from(code: Option<i64>) -> Option<DeadLetter> {
     }
 }
 
-fn from_ms(ms: i64) -> std::time::SystemTime {
+pub(super) fn from_ms(ms: i64) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64)
 }
 
-fn member_id(s: String) -> rusqlite::Result<MemberId> {
+pub(super) fn member_id(s: String) -> rusqlite::Result<MemberId> {
     MemberId::parse(&s).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 

@@ -10,7 +10,7 @@ use crate::envelope::{content_hash, parse_id};
 use crate::store::SchemaError;
 
 /// The schema this binary writes.
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 const TABLES: &str = "
 CREATE TABLE messages(
@@ -53,6 +53,12 @@ CREATE TABLE feed(
 CREATE INDEX feed_by_type ON feed(type, seq);
 ";
 
+/// Indexes added after version 1's tables, created where missing.
+const INDEXES: &str = "
+-- An operator lists and redrives one recipient's dead letters, oldest first.
+CREATE INDEX IF NOT EXISTS dead_letters ON deliveries(recipient, msg_seq) WHERE state = 3;
+";
+
 /// Creates the tables in an empty store, or migrates an older one to [`VERSION`].
 pub fn prepare(c: &mut Connection) -> Result<(), SchemaError> {
     let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -82,8 +88,9 @@ pub fn prepare(c: &mut Connection) -> Result<(), SchemaError> {
         tx.execute_batch("ALTER TABLE deliveries ADD COLUMN lease_token BLOB")?;
     }
     // Version 4 added the audit log (what happened before it was not recorded), version 5
-    // its subject index; both are created where missing.
+    // its subject index, version 6 the dead-letter index; all are created where missing.
     tx.execute_batch(super::audit::TABLES)?;
+    tx.execute_batch(INDEXES)?;
     if has_messages {
         tracing::info!(
             "store migrated from schema version {} to {VERSION}",

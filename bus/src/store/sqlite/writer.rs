@@ -14,8 +14,8 @@ use crate::audit::{Checkpoint, Entry, Record};
 use crate::identity::MemberId;
 use crate::registry::Kind;
 use crate::store::{
-    AppendOutcome, LeaseRequest, Leases, NewMessage, NewReply, ReplyOutcome, Settled, StoreError,
-    Ticket,
+    AppendOutcome, LeaseRequest, Leases, NewMessage, NewReply, Redrive, ReplyOutcome, Settled,
+    StoreError, Ticket,
 };
 
 pub(super) type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -44,6 +44,13 @@ pub(super) enum Op {
         answer: Answer<bool>,
     },
     Reopen(MemberId, Uuid, Answer<bool>),
+    /// An operator's redrive of dead letters.
+    Redrive {
+        operator: MemberId,
+        recipient: MemberId,
+        which: Redrive,
+        answer: Answer<Vec<(MemberId, Uuid)>>,
+    },
     /// Audit records of what changed nothing else (reads, refusals).
     Audit(Vec<Entry>, Answer<()>),
     /// The sealer's chain positions and hashes, and a checkpoint.
@@ -73,6 +80,7 @@ impl Op {
             | Op::Reply { .. }
             | Op::Withdraw { .. }
             | Op::Reopen(..)
+            | Op::Redrive { .. }
             | Op::Audit(..)
             | Op::Seal(..) => true,
         }
@@ -90,6 +98,7 @@ impl Op {
             Op::Reply { answer, .. } => send(answer, why),
             Op::Withdraw { answer, .. } => send(answer, why),
             Op::Reopen(_, _, answer) => send(answer, why),
+            Op::Redrive { answer, .. } => send(answer, why),
             Op::Audit(_, answer) | Op::Seal(_, _, answer) => send(answer, why),
             Op::Close(done) => drop(done.send(())),
         }
@@ -318,6 +327,17 @@ impl Writer {
             Op::Reopen(requester, id, answer) => defer(
                 answer,
                 savepoint(c, |c| ops::reopen(c, &requester, id).map(keep)),
+            ),
+            Op::Redrive {
+                operator,
+                recipient,
+                which,
+                answer,
+            } => defer(
+                answer,
+                savepoint(c, |c| {
+                    super::admin::redrive(c, &operator, &recipient, &which).map(keep)
+                }),
             ),
             Op::Audit(entries, answer) => defer(
                 answer,

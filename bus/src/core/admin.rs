@@ -1,0 +1,83 @@
+//! What operators may do that members may not: see every queue, bring dead letters back, and
+//! trace a message across its sender, recipients and audit records. Who is an operator is
+//! the registry's word (`operator = true`), checked here for every ingress.
+
+use uuid::Uuid;
+
+use super::node::{Failure, Node};
+use crate::identity::MemberId;
+use crate::store::{DeadLetters, Redrive, Trace};
+
+/// Largest page of dead letters, and largest step of a redrive of all: each step is one
+/// commit, so a long redrive never holds the writer (or row locks) for long.
+pub const MAX_PAGE: usize = 1000;
+
+impl Node {
+    /// `Ok` when the registry names `member` an operator; otherwise 403 saying how to become one.
+    pub fn operator(&self, member: &MemberId) -> Result<(), Failure> {
+        match self.registry.member(member) {
+            Some(m) if m.operator => Ok(()),
+            _ => Err(Failure::Forbidden(format!(
+                "{member} is not an operator (registry: operator = true)"
+            ))),
+        }
+    }
+
+    fn known(&self, recipient: &MemberId) -> Result<(), Failure> {
+        match self.registry.member(recipient) {
+            Some(_) => Ok(()),
+            None => Err(Failure::NotFound(format!(
+                "{recipient} is not a member of this bus"
+            ))),
+        }
+    }
+
+    pub async fn dead_letters(
+        &self,
+        operator: &MemberId,
+        recipient: &MemberId,
+        after: i64,
+        limit: usize,
+    ) -> Result<DeadLetters, Failure> {
+        self.operator(operator)?;
+        self.known(recipient)?;
+        Ok(self
+            .store
+            .dead_letters(recipient, after, limit.min(MAX_PAGE))
+            .await?)
+    }
+
+    /// Puts dead letters back in `recipient`'s inbox with their attempts reset, audited as
+    /// `operator`'s; a waiting long poll of the recipient, on any node, wakes.
+    pub async fn redrive(
+        &self,
+        operator: &MemberId,
+        recipient: &MemberId,
+        which: Redrive,
+    ) -> Result<Vec<(MemberId, Uuid)>, Failure> {
+        self.operator(operator)?;
+        self.known(recipient)?;
+        let which = match which {
+            Redrive::Oldest(n) => Redrive::Oldest(n.clamp(1, MAX_PAGE)),
+            one => one,
+        };
+        let done = self.store.redrive(operator, recipient, which).await?;
+        if !done.is_empty() {
+            crate::telemetry::redriven(recipient, done.len() as u64);
+            tracing::info!(%operator, %recipient, count = done.len(), "dead letters redriven");
+            self.wakeups.wake(recipient);
+        }
+        Ok(done)
+    }
+
+    pub async fn trace(&self, operator: &MemberId, id: Uuid) -> Result<Trace, Failure> {
+        self.operator(operator)?;
+        let trace = self.store.trace(id).await?;
+        if trace.messages.is_empty() && trace.audit.is_empty() {
+            return Err(Failure::NotFound(format!(
+                "no message or audit record has id {id}"
+            )));
+        }
+        Ok(trace)
+    }
+}
