@@ -116,6 +116,10 @@ struct ServeArgs {
     /// Default lease in seconds when a consumer does not ask for one.
     #[arg(long, default_value_t = 30)]
     lease: u64,
+    /// Longest long poll (`wait`) in seconds; keep it under the idle timeout of any proxy
+    /// between consumers and the bus.
+    #[arg(long, default_value_t = 30)]
+    max_wait: u64,
     /// Open connections at most.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
@@ -259,12 +263,12 @@ fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             query_timeout: secs(a.query_timeout),
             max_attempts: a.max_attempts.max(1),
             default_lease: secs(a.lease.clamp(1, 3600)),
+            max_wait: secs(a.max_wait.clamp(1, 300)),
             max_inflight: a.max_inflight.max(1),
             max_buffered: a.max_buffered.max(a.max_body),
             body_timeout: secs(a.body_timeout.max(1)),
             max_long_polls: a.max_long_polls.max(1),
             max_queries: a.max_queries.max(1),
-            ..ApiConfig::default()
         },
         conn: ConnOptions {
             header_timeout: secs(a.header_timeout.max(1)),

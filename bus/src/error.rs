@@ -130,6 +130,42 @@ impl ApiError {
     }
 
     /// Stable slug of the error class; the problem `type` is `urn:simpul:problem:<slug>`.
+    /// One of each problem class, for the API's description.
+    pub fn examples() -> Vec<ApiError> {
+        let (d, s) = (Duration::from_secs(1), String::new);
+        vec![
+            ApiError::Malformed {
+                detail: s(),
+                errors: Vec::new(),
+            },
+            ApiError::Unauthenticated,
+            ApiError::Forbidden(s()),
+            ApiError::UnknownType(s()),
+            ApiError::NotFound(s()),
+            ApiError::MethodNotAllowed,
+            ApiError::Conflict(s()),
+            ApiError::TooLarge { limit: 0 },
+            ApiError::UnsupportedMediaType(s()),
+            ApiError::Schema { errors: Vec::new() },
+            ApiError::Signature { errors: Vec::new() },
+            ApiError::Overloaded { retry_after: d },
+            ApiError::StoreUnavailable {
+                detail: s(),
+                retry_after: d,
+            },
+            ApiError::ProviderRefused(s()),
+            ApiError::QueryTimeout(d),
+            ApiError::ProviderUnavailable(s()),
+            ApiError::BodyTimeout(d),
+            ApiError::RateLimited { retry_after: d },
+            ApiError::Busy(s()),
+            ApiError::NotReady(s()),
+            ApiError::Internal(s()),
+            ApiError::CertificateRevoked(s()),
+            ApiError::CertificateStatusUnknown(s()),
+        ]
+    }
+
     pub fn slug(&self) -> &'static str {
         match self {
             ApiError::Malformed { .. } => "malformed",

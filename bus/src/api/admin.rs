@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::messages::MessageStatus;
+use super::openapi::ProblemResponse;
 use super::{SharedState, in_range, malformed, parse_id};
 use crate::audit::Entry;
 use crate::core::admin::MAX_PAGE;
@@ -27,8 +28,9 @@ pub struct PageParams {
     limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterPage {
+    #[schema(value_type = String)]
     recipient: MemberId,
     /// How many dead letters the recipient has in all.
     total: u64,
@@ -38,9 +40,10 @@ pub struct DeadLetterPage {
     next: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct DeadLetterView {
     id: Uuid,
+    #[schema(value_type = String)]
     sender: MemberId,
     #[serde(rename = "type")]
     type_: String,
@@ -79,6 +82,10 @@ fn recipient(raw: &str) -> Result<MemberId, ApiError> {
 }
 
 /// `GET /v1/admin/dead-letters/{recipient}?after=&limit=`
+#[utoipa::path(get, path = "/v1/admin/dead-letters/{recipient}", tag = "admin",
+    params(("recipient" = String, Path, description = "A member id, percent-encoded"),
+           ("after" = Option<i64>, Query, minimum = 0), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Default 100")),
+    responses((status = 200, description = "Success", body = DeadLetterPage), (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
 pub async fn dead_letters(
     State(st): State<SharedState>,
     peer: Peer,
@@ -106,15 +113,16 @@ pub async fn dead_letters(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Redriven {
     redriven: Vec<RedrivenOne>,
     /// Dead letters the recipient still has.
     remaining: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct RedrivenOne {
+    #[schema(value_type = String)]
     sender: MemberId,
     id: Uuid,
 }
@@ -195,6 +203,10 @@ fn which(body: &Map<String, Value>) -> Result<Redrive, ApiError> {
 }
 
 /// `POST /v1/admin/dead-letters/{recipient}/redrive`
+#[utoipa::path(post, path = "/v1/admin/dead-letters/{recipient}/redrive", tag = "admin",
+    params(("recipient" = String, Path, description = "A member id, percent-encoded")),
+    request_body = super::openapi::RedriveRequestDoc,
+    responses((status = 200, description = "Success", body = Redriven), (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
 pub async fn redrive(
     State(st): State<SharedState>,
     peer: Peer,
@@ -232,7 +244,7 @@ pub async fn redrive(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TraceView {
     id: Uuid,
     /// One per sender that used the id, while the message is within retention.
@@ -241,16 +253,17 @@ pub struct TraceView {
     audit: Vec<AuditView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct TracedView {
     #[serde(flatten)]
     status: MessageStatus,
     /// The envelope's attributes as stored (`traceparent` among them), without its data: an
     /// operator traces delivery, not the personal data carried.
+    #[schema(value_type = Object)]
     attributes: Map<String, Value>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct AuditView {
     at: String,
     actor: String,
@@ -281,6 +294,9 @@ impl From<Entry> for AuditView {
 }
 
 /// `GET /v1/admin/messages/{id}/trace`
+#[utoipa::path(get, path = "/v1/admin/messages/{id}/trace", tag = "admin",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "Success", body = TraceView), (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
 pub async fn trace(
     State(st): State<SharedState>,
     peer: Peer,

@@ -5,6 +5,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 
+use super::openapi::ProblemResponse;
 use super::{SharedState, in_range, malformed};
 use crate::error::ApiError;
 use crate::identity::Peer;
@@ -18,19 +19,25 @@ pub struct FeedParams {
     limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FeedPage {
     events: Vec<FeedEvent>,
     /// Pass as `after` to continue; equal to the request's `after` when nothing new arrived.
     next: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct FeedEvent {
     cursor: i64,
+    #[schema(value_type = Object)]
     event: Box<serde_json::value::RawValue>,
 }
 
+/// Every event of a type after a cursor, in order.
+#[utoipa::path(get, path = "/v1/feeds/{type}", tag = "feeds",
+    params(("type" = String, Path), ("after" = Option<i64>, Query, minimum = 0, description = "Cursor (default 0)"),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Default 100")),
+    responses((status = 200, description = "Success", body = FeedPage), (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
 pub async fn read(
     State(st): State<SharedState>,
     peer: Peer,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::openapi::ProblemResponse;
 use super::{SharedState, in_range, malformed, parse_id, unreadable_json};
 use crate::error::ApiError;
 use crate::identity::Peer;
@@ -34,18 +35,19 @@ pub struct PullParams {
 
 /// A pull's answer, serialised straight from the stored envelopes: through `json!` each one
 /// would be parsed into a `Value` and printed again.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Pulled {
     messages: Vec<PulledMessage>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct PulledMessage {
     attempt: u32,
     /// Names this lease on ack or nack (`?lease=`): once it runs out and the message is leased
     /// again, an ack naming it is refused (409) instead of settling the later lease.
     lease: uuid::Uuid,
     lease_expires_at: String,
+    #[schema(value_type = Object)]
     event: Box<serde_json::value::RawValue>,
 }
 
@@ -60,6 +62,12 @@ impl From<Leased> for PulledMessage {
     }
 }
 
+/// Lease messages from the caller's inbox, waiting up to `wait` seconds for one.
+#[utoipa::path(get, path = "/v1/inbox", tag = "inbox",
+    params(("max" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Default 10"),
+           ("wait" = Option<u32>, Query, description = "Seconds to wait when empty (default 0; at most `simpul serve --max-wait`)"),
+           ("lease" = Option<u32>, Query, minimum = 1, maximum = 3600, description = "Lease seconds")),
+    responses((status = 200, description = "Success", body = Pulled), (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
 pub async fn pull(
     State(st): State<SharedState>,
     peer: Peer,
@@ -142,6 +150,9 @@ fn bad_lease() -> ApiError {
     super::bad_param("lease", "must be the lease a pull gave (a UUID)")
 }
 
+#[utoipa::path(post, path = "/v1/inbox/{id}/ack", tag = "inbox",
+    params(("id" = String, Path), ("lease" = Option<String>, Query, description = "The lease a pull gave")),
+    responses((status = 200, description = "Success", body = super::openapi::SettledDoc), (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
 pub async fn ack(
     State(st): State<SharedState>,
     peer: Peer,
@@ -165,6 +176,9 @@ pub struct AckBody {
 /// `POST /v1/inbox/ack`: acks every id of a pull in one request and one commit, so a consumer
 /// on a slow link does not pay a round trip per message. Each id gets its own answer, the same
 /// as `POST /v1/inbox/{id}/ack` would give: a state, or a problem (not found, conflict).
+#[utoipa::path(post, path = "/v1/inbox/ack", tag = "inbox",
+    request_body = super::openapi::AckRequestDoc,
+    responses((status = 200, description = "Success", body = super::openapi::AckResultsDoc), (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
 pub async fn ack_many(
     State(st): State<SharedState>,
     peer: Peer,
@@ -199,7 +213,7 @@ fn parse_tickets(values: &[Value]) -> Result<Vec<Ticket>, ApiError> {
     for (i, v) in values.iter().enumerate() {
         let t = match v {
             Value::Object(o) => match (o.get("id").and_then(uuid), o.get("lease").map(uuid)) {
-                (Some(id), Some(Some(lease))) => Some(Ticket {
+                (Some(id), Some(Some(lease))) if o.len() == 2 => Some(Ticket {
                     id,
                     lease: Some(lease),
                 }),
@@ -231,6 +245,10 @@ pub struct NackBody {
     reason: String,
 }
 
+#[utoipa::path(post, path = "/v1/inbox/{id}/nack", tag = "inbox",
+    params(("id" = String, Path), ("lease" = Option<String>, Query, description = "The lease a pull gave")),
+    request_body = super::openapi::NackRequestDoc,
+    responses((status = 200, description = "Success", body = super::openapi::SettledDoc), (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
 pub async fn nack(
     State(st): State<SharedState>,
     peer: Peer,

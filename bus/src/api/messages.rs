@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::openapi::ProblemResponse;
 use super::{SharedState, parse_id};
 use crate::core::delivery;
 use crate::core::ingest;
@@ -24,6 +25,11 @@ use crate::store::{Appended, DeliveryState, MessageRecord};
 use serde::Serialize;
 
 /// `POST /v1/messages`; a refusal is audited with its problem class, and every answer counted.
+/// Send an event, message or query (structured or binary mode), or a batch.
+#[utoipa::path(post, path = "/v1/messages", tag = "messages",
+    responses((status = 202, description = "Durable (request body and answer completed in the document)"),
+              (status = 200, description = "A query's answer", body = super::openapi::QueryAnswerDoc),
+              (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
 pub async fn post(
     State(st): State<SharedState>,
     peer: Peer,
@@ -207,6 +213,10 @@ fn accepted(id: uuid::Uuid, source: &MemberId, r: &Receipted, warnings: Vec<Fiel
     })
 }
 
+/// A message's status, for its sender.
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages",
+    params(("id" = String, Path, description = "The message id (a UUID)")),
+    responses((status = 200, description = "Success", body = MessageStatus), (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
 pub async fn status(
     State(st): State<SharedState>,
     peer: Peer,
@@ -223,11 +233,12 @@ pub async fn status(
 }
 
 /// A message's status as its sender (and an operator's trace) sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MessageStatus {
     id: uuid::Uuid,
     #[serde(rename = "type")]
     type_: String,
+    #[schema(value_type = String)]
     source: MemberId,
     accepted_at: String,
     /// The deliveries rolled up: `pending`, `delivered`, `acked`, `dead_lettered` or `partial`.
@@ -236,7 +247,7 @@ pub struct MessageStatus {
     deliveries: Vec<DeliveryView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct DeliveryView {
     recipient: String,
     state: &'static str,

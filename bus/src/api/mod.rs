@@ -9,10 +9,12 @@ mod feeds;
 mod inbox;
 mod limits;
 mod messages;
+pub mod openapi;
 mod queries;
 mod schemas;
 mod subjects;
 
+use openapi::ProblemResponse;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -185,6 +187,9 @@ pub type SharedState = Arc<AppState>;
 
 /// `GET /v1/receipts/keys`: the certificates that sign receipts and audit checkpoints, as a
 /// JWK set with `x5c`, the current one and every one before it.
+/// The keys receipts are signed with (a JWK set), for verifying them offline.
+#[utoipa::path(get, path = "/v1/receipts/keys", tag = "receipts",
+    responses((status = 200, description = "Success", body = Object, content_type = "application/jwk-set+json"), (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
 async fn receipt_keys(State(st): State<SharedState>) -> Response {
     let jwks = st.node.signer.jwks();
     (
@@ -232,9 +237,10 @@ pub fn app(state: SharedState) -> Router {
             post(admin::redrive),
         )
         .route("/v1/admin/messages/{id}/trace", get(admin::trace))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .merge(openapi::routes(&state.node.registry, state.config.max_wait))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // Offices on slow links send gzip batch envelopes (`Content-Encoding: gzip`). The
@@ -253,6 +259,9 @@ pub fn app(state: SharedState) -> Router {
 }
 
 /// `GET /metrics`: the Prometheus text format, for members the registry names `operator`.
+/// Prometheus metrics, for operators.
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses((status = 200, description = "Success", body = String, content_type = "text/plain"), (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
 async fn metrics(State(st): State<SharedState>, peer: Peer) -> Result<Response, ApiError> {
     st.node.operator(&peer.member)?;
     Ok(metrics_text(&st).await)
@@ -285,6 +294,9 @@ pub async fn metrics_text(st: &AppState) -> Response {
         .into_response()
 }
 
+/// Readiness: 200 `ready` (or `ready; degraded: …`), 503 naming every reason.
+#[utoipa::path(get, path = "/readyz", tag = "meta",
+    responses((status = 200, description = "Success", body = String, content_type = "text/plain"), (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
 async fn ready(State(st): State<SharedState>) -> Response {
     match st.ready().await {
         Ok(notes) if notes.is_empty() => (StatusCode::OK, "ready").into_response(),
@@ -295,6 +307,13 @@ async fn ready(State(st): State<SharedState>) -> Response {
             .into_response(),
         Err(why) => ApiError::NotReady(why).into_response(),
     }
+}
+
+/// Liveness: `ok` while the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "meta",
+    responses((status = 200, description = "Success", body = String, content_type = "text/plain"), (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
+async fn healthz() -> &'static str {
+    "ok"
 }
 
 /// A point in time as the API writes it (RFC 3339, UTC).

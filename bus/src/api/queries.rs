@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::body::read_body;
+use super::openapi::ProblemResponse;
 use super::{SharedState, malformed, parse_id};
 use crate::error::ApiError;
 use crate::identity::{MemberId, Peer};
@@ -23,6 +24,11 @@ pub struct ReplyParams {
 
 /// `POST /v1/queries/{id}/reply[?source=MEMBER]`: the provider's answer, as the response
 /// payload itself.
+#[utoipa::path(post, path = "/v1/queries/{id}/reply", tag = "queries",
+    params(("id" = String, Path, description = "The query's id"),
+           ("source" = Option<String>, Query, description = "Whose query, when two requesters used the id")),
+    request_body(content = Object, description = "The reply payload, checked against the type's response schema", content_type = "application/json"),
+    responses((status = 200, description = "Success", body = super::openapi::RepliedDoc), (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
 pub async fn reply(
     State(st): State<SharedState>,
     peer: Peer,

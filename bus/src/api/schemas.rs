@@ -7,9 +7,13 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::SharedState;
+use super::openapi::ProblemResponse;
 use crate::error::ApiError;
 use crate::identity::Peer;
 
+/// The shared schemas and the types that use them.
+#[utoipa::path(get, path = "/v1/schemas", tag = "schemas",
+    responses((status = 200, description = "Success", body = Object), (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
 pub async fn list(State(st): State<SharedState>, _peer: Peer) -> Json<Value> {
     let mut items: Vec<Value> = st
         .node
@@ -33,6 +37,10 @@ pub async fn list(State(st): State<SharedState>, _peer: Peer) -> Json<Value> {
     Json(json!({ "schemas": items }))
 }
 
+/// One schema, as JSON Schema 2020-12.
+#[utoipa::path(get, path = "/v1/schemas/{id}", tag = "schemas",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "Success", body = Object, content_type = "application/schema+json"), (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
 pub async fn one(
     State(st): State<SharedState>,
     _peer: Peer,

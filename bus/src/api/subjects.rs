@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::openapi::ProblemResponse;
 use super::{SharedState, malformed};
 use crate::error::ApiError;
 use crate::identity::Peer;
@@ -18,6 +19,10 @@ pub struct ReportParams {
     kind: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/audit/subjects/{id}", tag = "audit",
+    params(("id" = String, Path, description = "The person's NIK, No. KK or NIP"),
+           ("kind" = Option<String>, Query, description = "nik (default), no-kk or nip")),
+    responses((status = 200, description = "Success", body = Object), (status = "4XX", response = ProblemResponse), (status = "5XX", response = ProblemResponse)))]
 pub async fn report(
     State(st): State<SharedState>,
     peer: Peer,
