@@ -95,12 +95,9 @@ pub async fn dead_letters(
     let Query(p) = params.map_err(malformed)?;
     let limit = in_range("limit", p.limit, 1..=MAX_PAGE, 100)?;
     let after = in_range("after", p.after, 0..=i64::MAX, 0)?;
-    st.node.operator(&peer.member)?;
+    let operator = st.node.operator(&peer.member)?;
     let who = recipient(&raw)?;
-    let page = st
-        .node
-        .dead_letters(&peer.member, &who, after, limit)
-        .await?;
+    let page = st.node.dead_letters(&operator, &who, after, limit).await?;
     let next = match page.items.len() == limit {
         true => page.items.last().map(|d| d.seq),
         false => None,
@@ -213,7 +210,7 @@ pub async fn redrive(
     Path(raw): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Redriven>, ApiError> {
-    st.node.operator(&peer.member)?;
+    let operator = st.node.operator(&peer.member)?;
     let who = recipient(&raw)?;
     let body: Value = serde_json::from_slice(&body).map_err(malformed)?;
     let Value::Object(body) = body else {
@@ -224,7 +221,7 @@ pub async fn redrive(
     };
     let which = which(&body)?;
     let one = matches!(which, Redrive::One { .. });
-    let done = st.node.redrive(&peer.member, &who, which).await?;
+    let done = st.node.redrive(&operator, &who, which).await?;
     if one && done.is_empty() {
         return Err(ApiError::NotFound(format!(
             "{who} has no dead letter with that id"
@@ -232,7 +229,7 @@ pub async fn redrive(
     }
     let remaining = st
         .node
-        .dead_letters(&peer.member, &who, i64::MAX, 0)
+        .dead_letters(&operator, &who, i64::MAX, 0)
         .await?
         .total;
     Ok(Json(Redriven {
@@ -302,9 +299,9 @@ pub async fn trace(
     peer: Peer,
     Path(id): Path<String>,
 ) -> Result<Json<TraceView>, ApiError> {
-    st.node.operator(&peer.member)?;
+    let operator = st.node.operator(&peer.member)?;
     let id = parse_id(&id)?;
-    let trace = st.node.trace(&peer.member, id).await?;
+    let trace = st.node.trace(&operator, id).await?;
     let messages = trace
         .messages
         .into_iter()

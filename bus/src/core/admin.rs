@@ -12,11 +12,22 @@ use crate::store::{DeadLetters, Redrive, Trace};
 /// commit, so a long redrive never holds the writer (or row locks) for long.
 pub const MAX_PAGE: usize = 1000;
 
+/// A member the registry names an operator. Only [`Node::operator`] makes one, so the
+/// operator-only calls below cannot be reached without that check, which an ingress makes
+/// once, before it reads the rest of the request (a non-operator hears 403, never 400).
+pub struct Operator(MemberId);
+
+impl Operator {
+    pub fn id(&self) -> &MemberId {
+        &self.0
+    }
+}
+
 impl Node {
-    /// `Ok` when the registry names `member` an operator; otherwise 403 saying how to become one.
-    pub fn operator(&self, member: &MemberId) -> Result<(), Failure> {
+    /// The caller as an [`Operator`]; otherwise 403 saying how to become one.
+    pub fn operator(&self, member: &MemberId) -> Result<Operator, Failure> {
         match self.registry.member(member) {
-            Some(m) if m.operator => Ok(()),
+            Some(m) if m.operator => Ok(Operator(member.clone())),
             _ => Err(Failure::Forbidden(format!(
                 "{member} is not an operator (registry: operator = true)"
             ))),
@@ -34,12 +45,11 @@ impl Node {
 
     pub async fn dead_letters(
         &self,
-        operator: &MemberId,
+        _operator: &Operator,
         recipient: &MemberId,
         after: i64,
         limit: usize,
     ) -> Result<DeadLetters, Failure> {
-        self.operator(operator)?;
         self.known(recipient)?;
         Ok(self
             .store
@@ -51,12 +61,12 @@ impl Node {
     /// `operator`'s; a waiting long poll of the recipient, on any node, wakes.
     pub async fn redrive(
         &self,
-        operator: &MemberId,
+        operator: &Operator,
         recipient: &MemberId,
         which: Redrive,
     ) -> Result<Vec<(MemberId, Uuid)>, Failure> {
-        self.operator(operator)?;
         self.known(recipient)?;
+        let operator = operator.id();
         let which = match which {
             Redrive::Oldest(n) => Redrive::Oldest(n.clamp(1, MAX_PAGE)),
             one => one,
@@ -70,8 +80,7 @@ impl Node {
         Ok(done)
     }
 
-    pub async fn trace(&self, operator: &MemberId, id: Uuid) -> Result<Trace, Failure> {
-        self.operator(operator)?;
+    pub async fn trace(&self, _operator: &Operator, id: Uuid) -> Result<Trace, Failure> {
         let trace = self.store.trace(id).await?;
         if trace.messages.is_empty() && trace.audit.is_empty() {
             return Err(Failure::NotFound(format!(
