@@ -201,7 +201,7 @@ pub fn run(c: CertsCommand) -> anyhow::Result<ExitCode> {
         CertsCommand::List { dir, registry } => {
             let (_, members) = member_ids(&registry)?;
             let now = time::OffsetDateTime::now_utc();
-            let soon = now + bus::tls::EXPIRY_WARNING;
+            let soon = now + bus::core::presence::EXPIRY_WARNING;
             for m in members {
                 let path = bus::pki::member_paths(&dir, &m).cert;
                 let Ok(certs) = bus::tls::load_certs(&path) else {

@@ -89,7 +89,9 @@ pub fn echo(certs: &Path, instance: &str) -> anyhow::Result<()> {
         // pays what the bus pays.
         let (_never, shutdown) = tokio::sync::watch::channel(false);
         let conn = bus::server::ConnOptions::default();
-        bus::server::serve_connections(listener, app, conn, Some(tls.verifier), shutdown).await;
+        let presence = Default::default();
+        bus::server::serve_connections(listener, app, conn, Some(tls.verifier), presence, shutdown)
+            .await;
         anyhow::Ok(())
     })
 }

@@ -210,6 +210,17 @@ impl Acl {
     pub fn allows(&self, m: &MemberId) -> bool {
         self.members.contains(m) || self.classes.iter().any(|c| c == m.class())
     }
+
+    /// What the ACL admits as the registry writes it: classes as `CLASS/*`, then members,
+    /// each sorted.
+    pub fn entries(&self) -> Vec<String> {
+        let mut classes: Vec<String> = self.classes.iter().map(|c| format!("{c}/*")).collect();
+        let mut members: Vec<String> = self.members.iter().map(|m| m.to_string()).collect();
+        classes.sort();
+        members.sort();
+        classes.extend(members);
+        classes
+    }
 }
 
 #[derive(Debug)]

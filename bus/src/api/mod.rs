@@ -5,6 +5,7 @@
 
 mod admin;
 mod body;
+mod console;
 mod feeds;
 mod inbox;
 mod limits;
@@ -237,6 +238,9 @@ pub fn app(state: SharedState) -> Router {
             post(admin::redrive),
         )
         .route("/v1/admin/messages/{id}/trace", get(admin::trace))
+        .route("/v1/admin/overview", get(console::overview))
+        .route("/console", get(console::page))
+        .route("/console/{asset}", get(console::file))
         .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))

@@ -2,11 +2,15 @@
 //! trace a message across its sender, recipients and audit records. Who is an operator is
 //! the registry's word (`operator = true`), checked here for every ingress.
 
+use std::collections::HashMap;
+
 use uuid::Uuid;
 
 use super::node::{Failure, Node};
+use super::presence::Seen;
 use crate::identity::MemberId;
-use crate::store::{DeadLetters, Redrive, Trace};
+use crate::registry::Member;
+use crate::store::{DeadLetters, QueueStat, Redrive, Trace};
 
 /// Largest page of dead letters, and largest step of a redrive of all: each step is one
 /// commit, so a long redrive never holds the writer (or row locks) for long.
@@ -21,6 +25,15 @@ impl Operator {
     pub fn id(&self) -> &MemberId {
         &self.0
     }
+}
+
+/// One member as the console shows it: its registry entry and its state now.
+pub struct MemberState<'a> {
+    pub member: &'a Member,
+    /// What this node last saw of it (nothing if it has not connected here).
+    pub seen: Option<Seen>,
+    pub queue: Option<QueueStat>,
+    pub dead_letters: u64,
 }
 
 impl Node {
@@ -88,5 +101,26 @@ impl Node {
             )));
         }
         Ok(trace)
+    }
+
+    /// Every member of the registry with its queue, dead letters and presence, in registry
+    /// order.
+    pub async fn members_now(&self, _operator: &Operator) -> Result<Vec<MemberState<'_>>, Failure> {
+        let mut queues: HashMap<MemberId, QueueStat> = (self.store.queues().await?)
+            .into_iter()
+            .map(|q| (q.recipient.clone(), q))
+            .collect();
+        let dead: HashMap<MemberId, u64> = self.store.dead_counts().await?.into_iter().collect();
+        let seen = self.presence.all();
+        Ok(self
+            .registry
+            .members()
+            .map(|m| MemberState {
+                member: m,
+                seen: seen.get(&m.id).copied(),
+                queue: queues.remove(&m.id),
+                dead_letters: dead.get(&m.id).copied().unwrap_or(0),
+            })
+            .collect())
     }
 }

@@ -7,6 +7,7 @@ pub mod delivery;
 pub mod ingest;
 pub mod limits;
 pub mod node;
+pub mod presence;
 pub mod query;
 pub mod wakeups;
 

@@ -65,6 +65,8 @@ pub struct Node {
     pub signer: Arc<SignerCell>,
     /// The secret under which persons are indexed for the citizen report.
     pub subject_key: Arc<SubjectKey>,
+    /// The members this node has seen, and their certificates' expiry.
+    pub presence: Arc<super::presence::Presence>,
 }
 
 /// The bus's secrets a node works with.
@@ -100,6 +102,7 @@ impl Node {
             query_timeout,
             signer: keys.signer,
             subject_key: keys.subjects,
+            presence: Default::default(),
         }
     }
 

@@ -26,6 +26,8 @@ pub enum ImportError {
     },
     #[error("{}: not readable as PKCS#12 with this password ({why})", path.display())]
     Unreadable { path: PathBuf, why: String },
+    #[error("{}: not written: a PKCS#12 holding a private key needs a password (SIMPUL_P12_PASSWORD or --password-file)", .0.display())]
+    NoPassword(PathBuf),
     #[error("{}: holds no {what}", path.display())]
     Missing { path: PathBuf, what: &'static str },
     #[error("{}: the private key does not belong to the certificate", path.display())]
@@ -197,10 +199,7 @@ fn chain_of(leaf: &X509, extra: &[X509]) -> Vec<X509> {
 /// password: an empty one is refused.
 pub fn export_p12(paths: &IssuedPaths, password: &str, out: &Path) -> Result<(), ImportError> {
     if password.is_empty() {
-        return Err(ImportError::Unreadable {
-            path: out.to_owned(),
-            why: "a PKCS#12 holding a private key needs a password".into(),
-        });
+        return Err(ImportError::NoPassword(out.to_owned()));
     }
     let read = |path: &Path| {
         std::fs::read(path).map_err(|source| ImportError::Io {

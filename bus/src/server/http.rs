@@ -26,6 +26,7 @@ use tokio::task::JoinSet;
 use tower::Service;
 
 use super::activity::{Activity, Running, WatchedIo};
+use crate::core::presence::Presence;
 use crate::error::ApiError;
 use crate::tls::{MemberVerifier, TlsConn, TlsListener};
 use axum::response::IntoResponse;
@@ -68,6 +69,7 @@ pub async fn serve(
     router: Router,
     opts: ConnOptions,
     verifier: Option<Arc<MemberVerifier>>,
+    presence: Arc<Presence>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -93,6 +95,7 @@ pub async fn serve(
                     builder.clone(),
                     opts.clone(),
                     verifier.clone(),
+                    presence.clone(),
                     for_conns.clone(),
                 );
                 conns.spawn(task);
@@ -140,12 +143,14 @@ async fn connection(
     builder: Arc<auto::Builder<TokioExecutor>>,
     opts: ConnOptions,
     verifier: Option<Arc<MemberVerifier>>,
+    presence: Arc<Presence>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _open = crate::telemetry::OpenConnection::new();
     let peer = conn.peer().clone();
     let chain = conn.chain().to_vec();
     let not_after = conn.not_after();
+    presence.connected(&peer.member, not_after);
     let h1 = conn.alpn() != Some(b"h2");
     // A member OCSP refused after its handshake: every request is answered with why, and the
     // connection closes after the first.
@@ -198,19 +203,25 @@ async fn connection(
                 }
                 return;
             }
-            _ = tick.tick() => match closing {
-                Some(since) if since.elapsed() >= CLOSE_GRACE => {
-                    tracing::debug!(member = %peer.member, "connection did not close in time; dropped");
-                    return;
+            _ = tick.tick() => {
+                // Seen while a request runs or has ended since the last tick.
+                if activity.idle_for().is_none_or(|d| d < Duration::from_secs(1)) {
+                    presence.active(&peer.member);
                 }
-                Some(_) => None,
-                None if h1 && activity.head_for().is_some_and(|d| d >= opts.header_timeout) => {
-                    // A request head that never completes has nothing to finish: drop it.
-                    tracing::debug!(member = %peer.member, "request head not received in time; dropped");
-                    return;
+                match closing {
+                    Some(since) if since.elapsed() >= CLOSE_GRACE => {
+                        tracing::debug!(member = %peer.member, "connection did not close in time; dropped");
+                        return;
+                    }
+                    Some(_) => None,
+                    None if h1 && activity.head_for().is_some_and(|d| d >= opts.header_timeout) => {
+                        // A request head that never completes has nothing to finish: drop it.
+                        tracing::debug!(member = %peer.member, "request head not received in time; dropped");
+                        return;
+                    }
+                    None => close_reason(born, &opts, not_after, &activity),
                 }
-                None => close_reason(born, &opts, not_after, &activity),
-            },
+            }
             gone = revoked, if closing.is_none() => {
                 let still_valid = verifier.as_ref().is_some_and(|v| v.still_valid(&chain));
                 if gone {

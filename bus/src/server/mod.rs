@@ -282,11 +282,12 @@ async fn run(p: Prepared, listener: TlsListener, conn: ConnOptions) {
     let verifier = p.tls.verifier.clone();
     let v = verifier.clone();
     p.state.add_readiness(Arc::new(move || v.crl_health()));
-    let v = verifier.clone();
-    p.state.add_degradation(Arc::new(move || v.expiring()));
-    let v = verifier.clone();
+    let presence = p.state.node.presence.clone();
+    p.state
+        .add_degradation(Arc::new(move || presence.expiring()));
+    let presence = p.state.node.presence.clone();
     p.state.gauges.add(Arc::new(move || {
-        for (m, days) in v.expiry_days() {
+        for (m, days) in presence.expiry_days() {
             crate::telemetry::certificate_expiry(&m, days);
         }
     }));
@@ -320,6 +321,7 @@ async fn run(p: Prepared, listener: TlsListener, conn: ConnOptions) {
         api::app(p.state.clone()),
         conn,
         Some(verifier),
+        p.state.node.presence.clone(),
         shutdown,
     )
     .await;

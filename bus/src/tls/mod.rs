@@ -21,7 +21,6 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 pub use listener::{TlsConn, TlsListener};
-pub use verifier::EXPIRY_WARNING;
 pub use verifier::{IsMember, MemberVerifier};
 
 use crate::identity::MemberId;

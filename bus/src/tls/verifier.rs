@@ -48,9 +48,6 @@ pub struct MemberVerifier {
     /// When each issuer's last refusal for unknown revocation status was logged at WARN: once
     /// a minute per issuer, so a member retrying in a loop does not flood the log.
     warned: Mutex<std::collections::HashMap<String, Instant>>,
-    /// When the certificate each member last connected with expires: `/readyz` names those
-    /// within [`EXPIRY_WARNING`] of it, so an operator renews before a member is locked out.
-    expiry: Mutex<std::collections::HashMap<MemberId, SystemTime>>,
     /// How long past its `nextUpdate` a CRL is still trusted (`--crl-grace`).
     grace: Duration,
     ocsp: Option<Arc<Ocsp>>,
@@ -123,7 +120,6 @@ impl MemberVerifier {
             provider,
             crl_files,
             warned: Mutex::default(),
-            expiry: Mutex::default(),
             grace,
             ocsp,
             state: Mutex::new(State {
@@ -293,64 +289,7 @@ fn build(
     })
 }
 
-/// How close to its expiry a member's certificate is named in `/readyz`.
-pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
-
 impl MemberVerifier {
-    fn note_expiry(&self, leaf: &CertificateDer<'_>) {
-        let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
-            return;
-        };
-        let Ok(member) = member_from_cert(&self.instance, leaf) else {
-            return;
-        };
-        let secs = cert.validity().not_after.timestamp().max(0) as u64;
-        let not_after = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
-        let mut expiry = self.expiry.lock().unwrap_or_else(|p| p.into_inner());
-        expiry.insert(member, not_after);
-    }
-
-    /// Each member's last-seen certificate expiry, in days from now (negative once past), for
-    /// the `simpul_member_certificate_expiry_days` gauge.
-    pub fn expiry_days(&self) -> Vec<(MemberId, f64)> {
-        let now = SystemTime::now();
-        let expiry = self.expiry.lock().unwrap_or_else(|p| p.into_inner());
-        expiry
-            .iter()
-            .map(|(m, t)| {
-                let secs = match t.duration_since(now) {
-                    Ok(d) => d.as_secs_f64(),
-                    Err(e) => -e.duration().as_secs_f64(),
-                };
-                (m.clone(), secs / 86_400.0)
-            })
-            .collect()
-    }
-
-    /// `Err` naming every member whose certificate (the one it last connected with) expires
-    /// within [`EXPIRY_WARNING`], soonest first.
-    pub fn expiring(&self) -> Result<(), String> {
-        let now = SystemTime::now();
-        let expiry = self.expiry.lock().unwrap_or_else(|p| p.into_inner());
-        let mut soon: Vec<(&MemberId, &SystemTime)> = expiry
-            .iter()
-            .filter(|(_, t)| **t < now + EXPIRY_WARNING)
-            .collect();
-        if soon.is_empty() {
-            return Ok(());
-        }
-        soon.sort_by_key(|(_, t)| **t);
-        let named: Vec<String> = soon
-            .iter()
-            .map(|(m, t)| {
-                let days = t.duration_since(now).map_or(0, |d| d.as_secs() / 86_400);
-                let date = time::OffsetDateTime::from(**t).date();
-                format!("{m} certificate expires in {days} days ({date})")
-            })
-            .collect();
-        Err(named.join(", "))
-    }
-
     /// Failing closed on a certificate whose issuer no CRL covers is right, but the operator
     /// must learn why: said at WARN, naming the issuer and what to configure.
     fn explain(&self, leaf: &CertificateDer<'_>, e: &rustls::Error) {
@@ -405,7 +344,6 @@ impl ClientCertVerifier for MemberVerifier {
         self.check(end_entity, intermediates, now)
             .inspect_err(|e| self.explain(end_entity, e))?;
         self.crl_health().map_err(|why| refuse(StaleCrl(why)))?;
-        self.note_expiry(end_entity);
         Ok(ClientCertVerified::assertion())
     }
 
