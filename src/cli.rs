@@ -86,8 +86,10 @@ enum AmqpCommand {
 
 #[derive(Args)]
 struct DemoArgs {
-    #[arg(long, default_value = "registry.toml", env = "SIMPUL_REGISTRY")]
-    registry: PathBuf,
+    /// The registry (default: ./registry.toml if there is one, else the built-in example
+    /// registry and schemas)
+    #[arg(long, env = "SIMPUL_REGISTRY")]
+    registry: Option<PathBuf>,
     /// Keep the demo's certificates, bus store and simulator databases here (default: a
     /// temporary directory, removed at the end).
     #[arg(long)]
@@ -243,7 +245,10 @@ impl Cli {
             Command::Demo(a) => {
                 let rt = tokio::runtime::Runtime::new()?;
                 let trace = adapters::trace::Trace::printing();
-                rt.block_on(adapters::demo::run_in(&a.registry, a.dir.as_deref(), trace))?;
+                let here = PathBuf::from("registry.toml");
+                let registry = a.registry.or_else(|| here.exists().then_some(here));
+                let dir = a.dir.as_deref();
+                rt.block_on(adapters::demo::run_in(registry.as_deref(), dir, trace))?;
                 println!("\ndemo finished: the four flows ran end to end");
                 Ok(ExitCode::SUCCESS)
             }

@@ -314,3 +314,29 @@ async fn check_applies_the_same_envelope_rules_as_the_bus() {
     assert_eq!(out.status.code(), Some(0));
     assert_status(&dukcapil.send(&ev).await.unwrap(), 202);
 }
+
+/// A registry that is not there: one message naming the path and what to do.
+#[test]
+fn a_missing_registry_is_named_with_the_fix() {
+    for cmd in [&["demo"][..], &["registry", "check"][..]] {
+        let mut args = cmd.to_vec();
+        if cmd[0] == "demo" {
+            args.extend(["--registry", "/nonexistent/registry.toml"]);
+        } else {
+            args.push("/nonexistent/registry.toml");
+        }
+        let out = simpul(&args, "");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("/nonexistent/registry.toml does not exist"),
+            "{err}"
+        );
+        assert!(err.contains("--registry FILE or SIMPUL_REGISTRY"), "{err}");
+        assert_eq!(
+            err.matches("does not exist").count(),
+            1,
+            "said twice:\n{err}"
+        );
+    }
+}

@@ -44,7 +44,7 @@ fn start_siak(bus: &Bus, dir: &Path) -> Siak {
         link(bus, dir, SiakAdapter::MEMBER),
     ));
     let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(adapter.clone().run(rx));
+    let task = tokio::spawn(adapters::runner::run(adapter.clone(), rx));
     Siak {
         sim,
         adapter,
@@ -290,7 +290,7 @@ async fn g2b_application_check_notices_correction_and_withdrawal() {
         link(&bus, dir.path(), DPMPTSP),
     ));
     let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(sipanse.run(rx));
+    let task = tokio::spawn(adapters::runner::run(sipanse, rx));
     let biz = bus.client(BIZ);
     let biz2 = bus.client(BIZ2);
 
@@ -408,7 +408,9 @@ async fn g2c_portal_request_and_status_notices() {
     let dir = tempfile::tempdir().unwrap();
     let siak = start_siak(&bus, dir.path());
     let portal = Portal::new(link(&bus, dir.path(), PORTAL)).unwrap();
-    let id = portal.ajukan(seed::SITI, "ktp", "KTP rusak").unwrap();
+    let id = portal
+        .ajukan(seed::SITI, "ktp", json!({ "alasan": "rusak" }))
+        .unwrap();
     assert_eq!(portal.status(id).unwrap().as_deref(), Some("dikirim"));
     let mut got = Vec::new();
     for _ in 0..40 {
@@ -437,6 +439,43 @@ async fn g2c_portal_request_and_status_notices() {
     // The request was registered in SIAK once, under the portal's reference.
     assert_eq!(no, "1");
     siak.stop().await;
+}
+
+/// Each of SLAWE's services takes its own fields: a request missing one, or carrying another
+/// service's, is refused naming each field, and nothing is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_request_names_each_field_its_service_lacks_or_does_not_take() {
+    let bus = Bus::start(&[]);
+    let portal = bus.client(PORTAL);
+    let bad = event(
+        "layanan.permohonan",
+        json!({ "nik": NIK, "layanan": "mobil_dukling", "lokasi": "Balai Desa",
+                "alasan": "rusak" }),
+    );
+    let a = portal.send(&bad).await.unwrap();
+    assert_status(&a, 422);
+    let mut named = a.pointers();
+    named.sort();
+    assert_eq!(
+        named,
+        ["/data/alasan", "/data/kode_desa", "/data/tanggal"],
+        "{}",
+        a.body
+    );
+    let kept = portal.status(id_of(&bad)).await.unwrap();
+    assert_status(&kept, 404);
+    // Every service's example request is valid as the portal sends it.
+    for (layanan, fields) in adapters::demo::slawe_requests() {
+        let mut data = json!({ "nik": NIK, "layanan": layanan });
+        data.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        let ok = portal
+            .send(&event("layanan.permohonan", data))
+            .await
+            .unwrap();
+        assert_status(&ok, 202);
+    }
 }
 
 fn eabsen(bus: &Bus, outbox: &Path) -> EabsenAdapter {
@@ -561,7 +600,7 @@ async fn g2e_attendance_feed_resume_reimport_and_recap() {
 
     // Daily recap per unit, asked by HR over the bus.
     let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(ea.clone().run(rx));
+    let task = tokio::spawn(adapters::runner::run(ea.clone(), rx));
     let recap = ask(
         &bus.client(HR),
         "eabsen.rekap.harian",
@@ -581,11 +620,14 @@ async fn g2e_attendance_feed_resume_reimport_and_recap() {
     task.await.unwrap();
 }
 
+/// Run where there is no checkout (no `registry.toml`), the demo uses its built-in registry.
 #[test]
-fn simpul_demo_runs_the_four_flows_and_prints_a_masked_trace() {
+fn simpul_demo_runs_the_four_flows_from_anywhere_and_prints_a_masked_trace() {
+    let elsewhere = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(bin())
         .arg("demo")
-        .current_dir(repo())
+        .current_dir(elsewhere.path())
+        .env_remove("SIMPUL_REGISTRY")
         .env("SIMPUL_LOG", "warn")
         .output()
         .unwrap();
@@ -596,6 +638,7 @@ fn simpul_demo_runs_the_four_flows_and_prints_a_masked_trace() {
         String::from_utf8_lossy(&out.stderr)
     );
     for want in [
+        "built-in example registry",
         "== G2G",
         "== G2B",
         "== G2C",

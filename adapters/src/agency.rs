@@ -11,12 +11,35 @@ use crate::outbox::OutboxError;
 /// The part of an adapter the registry must agree with. A test checks every adapter's lists
 /// against `registry.toml`, so an adapter can never quietly produce a type it is not allowed to.
 pub trait Agency {
+    /// How logs and the health output name it (`SIAK`).
+    const NAME: &'static str;
     /// The member ID in the adapter's certificate.
     const MEMBER: &'static str;
     /// Types the adapter sends (events, messages, queries it asks, replies to queries it provides).
     const PRODUCES: &'static [&'static str];
     /// Types the adapter receives in its inbox (and, for queries, answers).
     const CONSUMES: &'static [&'static str];
+}
+
+/// An [`Agency`]'s declaration as a value, so that every agency can be iterated
+/// ([`crate::AGENCIES`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Declared {
+    pub name: &'static str,
+    pub member: &'static str,
+    pub produces: &'static [&'static str],
+    pub consumes: &'static [&'static str],
+}
+
+impl Declared {
+    pub const fn of<A: Agency>() -> Declared {
+        Declared {
+            name: A::NAME,
+            member: A::MEMBER,
+            produces: A::PRODUCES,
+            consumes: A::CONSUMES,
+        }
+    }
 }
 
 /// One native field that could not be mapped, named as the agency names it (e.g. `TGL_LHR`).
@@ -118,34 +141,4 @@ pub fn envelope(id: Uuid, type_: &str, data: Value, to: Option<&str>) -> Value {
         ev["to"] = json!(to);
     }
     ev
-}
-
-/// How long an adapter waits before trying its inbox again after the link failed, so a bus
-/// that is down is not hammered in a tight loop.
-const RETRY_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// Runs an adapter's loop until `stop` turns true: `step` is one long poll of its inbox (and
-/// whatever the adapter does after it). Every adapter runs the same way, so this is one place.
-pub async fn run_until_stopped<F, Fut>(
-    name: &str,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-    mut step: F,
-) where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), AdapterError>>,
-{
-    while !*stop.borrow() {
-        tokio::select! {
-            r = step() => {
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, adapter = name, "inbox");
-                    tokio::select! {
-                        _ = tokio::time::sleep(RETRY_AFTER_FAILURE) => {}
-                        _ = stop.changed() => break,
-                    }
-                }
-            }
-            _ = stop.changed() => break,
-        }
-    }
 }

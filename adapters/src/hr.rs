@@ -17,6 +17,7 @@ pub struct HrReader {
 }
 
 impl Agency for HrReader {
+    const NAME: &'static str = "HR";
     const MEMBER: &'static str = "GOV/bkpsdm/hr";
     const PRODUCES: &'static [&'static str] = &[
         "eabsen.rekap.harian",

@@ -8,7 +8,12 @@
 //! | a native client: a trait the real system (or its simulator) implements | `siak::SiakSystem` |
 //! | mapping in (native → canonical) and out (canonical → native) | `siak::mapping` |
 //! | the types it produces and consumes, checked against the registry by a test | `impl Agency for SiakAdapter` |
+//! | what it does with a message from its inbox (reply, ack, nack) | `impl runner::InboxHandler for SiakAdapter` |
+//! | how an entry of its system's change log maps, if it keeps one | `impl runner::ChangeLog for SiakAdapter` |
 //! | the link to the bus: mTLS client, durable outbox, trace | [`link::Link`] |
+//! | a line in [`AGENCIES`] | |
+//!
+//! The loops around them (poll, handle, publish, flush, back off, stop) are [`runner`]'s.
 //!
 //! The simulators (`siak::simulator`, `sipanse::simulator`, `eabsen::simulator`) stand in for
 //! agency systems we cannot reach. They are kept apart from the adapters: an adapter only sees
@@ -23,9 +28,20 @@ pub mod link;
 pub mod normal;
 pub mod outbox;
 pub mod portal;
+pub mod runner;
 pub mod siak;
 pub mod sipanse;
 pub mod trace;
 
-pub use agency::{AdapterError, Agency, MappingError};
+pub use agency::{AdapterError, Agency, Declared, MappingError};
 pub use idkey::IdKey;
+
+/// Every agency the adapters speak for: the registry check, the demo's health output and the
+/// mapping tests iterate this one list.
+pub const AGENCIES: [Declared; 5] = [
+    Declared::of::<siak::SiakAdapter>(),
+    Declared::of::<sipanse::SipanseAdapter>(),
+    Declared::of::<eabsen::EabsenAdapter>(),
+    Declared::of::<portal::Portal>(),
+    Declared::of::<hr::HrReader>(),
+];

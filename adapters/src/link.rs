@@ -86,7 +86,7 @@ impl Link {
     /// Forwards the outbox. A down link is not an error for the caller's work: the backlog
     /// stays queued and shows in the outbox health.
     pub async fn flush(&self) -> Result<Forwarded, AdapterError> {
-        self.outbox.forward(&self.client(), self.forward).await
+        Ok(self.outbox.forward(&self.client(), self.forward).await?)
     }
 
     /// Where this adapter stopped reading its agency's change log (0 before the first read).

@@ -12,12 +12,10 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use bus::client::Client;
+use bus::client::{Client, ClientError};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::Value;
-
-use crate::agency::AdapterError;
 
 /// Most events in one batch envelope (the bus takes up to 1000).
 pub const DEFAULT_BATCH: usize = 100;
@@ -32,6 +30,12 @@ pub enum OutboxError {
     Store(#[from] rusqlite::Error),
     #[error("an outgoing event needs a string `id` and `type`")]
     NoId,
+    /// The link is down: what was not forwarded stays queued.
+    #[error("bus unreachable: {0}")]
+    Bus(#[from] ClientError),
+    /// The bus is busy or failing (408, 429, 5xx): what was not forwarded stays queued.
+    #[error("bus answered {status}: {detail}")]
+    Busy { status: u16, detail: String },
 }
 
 /// What an operator needs to know about the link: how much is waiting, since when, and when
@@ -258,7 +262,7 @@ impl Outbox {
         &self,
         client: &Client,
         opts: ForwardOptions,
-    ) -> Result<Forwarded, AdapterError> {
+    ) -> Result<Forwarded, OutboxError> {
         let mut out = Forwarded::default();
         loop {
             let rows = self.pending(opts.batch.clamp(1, 1000))?;
@@ -312,8 +316,8 @@ impl Outbox {
     }
 }
 
-fn refused(a: &bus::client::Answer) -> AdapterError {
-    AdapterError::Refused {
+fn refused(a: &bus::client::Answer) -> OutboxError {
+    OutboxError::Busy {
         status: a.status.as_u16(),
         detail: a.body["detail"].as_str().unwrap_or_default().to_owned(),
     }

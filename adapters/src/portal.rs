@@ -18,6 +18,7 @@ pub struct Portal {
 }
 
 impl Agency for Portal {
+    const NAME: &'static str = "portal";
     const MEMBER: &'static str = "GOV/portal";
     const PRODUCES: &'static [&'static str] = &["layanan.permohonan", "siak.penduduk.verify"];
     const CONSUMES: &'static [&'static str] = &["layanan.status", "siak.penduduk.lahir"];
@@ -33,12 +34,14 @@ impl Portal {
         Ok(Portal { link })
     }
 
-    /// Files a request for a citizen; returns its id (the bus message id).
-    pub fn ajukan(&self, nik: &str, layanan: &str, keterangan: &str) -> Result<Uuid, AdapterError> {
+    /// Files a request for a citizen: one of SLAWE's nine services, with the fields that
+    /// service takes (`rincian`, an object: `{"kode_desa", "lokasi", "tanggal"}` for the
+    /// mobile registration van, say). Returns its id (the bus message id).
+    pub fn ajukan(&self, nik: &str, layanan: &str, rincian: Value) -> Result<Uuid, AdapterError> {
         let id = Uuid::now_v7();
         let mut data = json!({ "nik": nik, "layanan": layanan });
-        if !keterangan.is_empty() {
-            data["keterangan"] = json!(keterangan);
+        if let (Value::Object(data), Value::Object(fields)) = (&mut data, rincian) {
+            data.extend(fields);
         }
         self.link.outbox.conn().execute(
             "INSERT INTO permohonan (id, layanan, status) VALUES (?1, ?2, 'dikirim')",

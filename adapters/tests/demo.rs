@@ -46,7 +46,16 @@ async fn the_demo_establishes_each_flows_outcome() {
     assert_eq!(s.late_withdrawal["hasil"], "ditolak");
     assert_eq!(s.late_withdrawal["status"], "terbit");
     // G2C
-    assert_eq!(s.portal_statuses, ["diterima", "selesai"]);
+    // Each of SLAWE's nine services, to Dukcapil and back.
+    assert_eq!(s.portal_statuses.len(), 9, "{:?}", s.portal_statuses);
+    for (layanan, statuses) in &s.portal_statuses {
+        assert_eq!(statuses, &["diterima", "selesai"], "{layanan}");
+    }
+    assert_eq!(
+        s.dukling_booking,
+        json!({ "KODE_DESA": "3204052001", "LOKASI": "Balai Desa", "TGL_JADWAL": "14-12-2026",
+                "JML_PESERTA": 40 })
+    );
     // G2E
     assert_eq!(s.attendance_first_import, 4);
     assert_eq!(s.attendance_reimport_new, 0);

@@ -261,7 +261,16 @@ impl Registry {
             path: path.to_owned(),
             errors,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(vec![e.to_string()]))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            fail(vec![match e.kind() {
+                std::io::ErrorKind::NotFound => format!(
+                    "{} does not exist: run from a simpul checkout (it has registry.toml), or \
+                     name the registry with --registry FILE or SIMPUL_REGISTRY",
+                    path.display()
+                ),
+                _ => format!("{}: {e}", path.display()),
+            }])
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Registry::parse(&text, base).map_err(fail)
     }

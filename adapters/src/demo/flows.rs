@@ -1,5 +1,6 @@
 //! The four flows of the demo, each a short script over the running adapters.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bus::client::Client;
@@ -187,47 +188,120 @@ pub(super) async fn g2b(
     Ok(())
 }
 
+/// A request for each of SLAWE's nine services, with the fields each takes.
+pub fn slawe_requests() -> [(&'static str, Value); 9] {
+    [
+        (
+            "ktp",
+            json!({ "alasan": "rusak", "keterangan": "KTP rusak, cetak ulang" }),
+        ),
+        ("kia", json!({ "nik_anak": "3204051502200001" })),
+        ("sinkronisasi_data", json!({ "instansi": "BPJS Kesehatan" })),
+        ("suket_perekaman", json!({})),
+        (
+            "akta_kelahiran",
+            json!({ "nama_anak": "PUTRI AMINAH", "tanggal_lahir": "2020-02-15" }),
+        ),
+        (
+            "akta_kematian",
+            json!({ "nik_almarhum": seed::AHMAD, "tanggal_meninggal": "2026-11-20" }),
+        ),
+        ("kk", json!({ "alasan": "perubahan_data" })),
+        (
+            "surat_pindah",
+            json!({ "kode_wilayah_tujuan": "3273", "alamat_tujuan": "JL. DAGO NO. 1, BANDUNG" }),
+        ),
+        (
+            "mobil_dukling",
+            json!({ "kode_desa": "3204052001", "lokasi": "Balai Desa", "tanggal": "2026-12-14",
+                    "perkiraan_peserta": 40 }),
+        ),
+    ]
+}
+
+/// Takes the portal's notices until `done` holds, recording each request's statuses.
+async fn notices_until(
+    portal: &Portal,
+    seen: &mut BTreeMap<String, Vec<String>>,
+    numbers: &mut BTreeMap<String, String>,
+    what: &'static str,
+    done: impl Fn(&BTreeMap<String, Vec<String>>) -> bool,
+) -> Result<(), DemoError> {
+    let deadline = Instant::now() + LIMIT;
+    while !done(seen) {
+        for n in portal.sync(Duration::from_millis(500)).await? {
+            let layanan = n["layanan"].as_str().unwrap_or_default().to_owned();
+            let status = n["status"].as_str().unwrap_or_default().to_owned();
+            if let Some(no) = n["nomor_registrasi"].as_str() {
+                numbers.insert(layanan.clone(), no.to_owned());
+            }
+            seen.entry(layanan).or_default().push(status);
+        }
+        if Instant::now() >= deadline {
+            return Err(DemoError::Timeout(what, LIMIT));
+        }
+    }
+    Ok(())
+}
+
 pub(super) async fn g2c(
     s: &mut Summary,
     siak_sim: &SiakSimulator,
     portal: &Portal,
     trace: &Trace,
 ) -> Result<(), DemoError> {
-    trace.note("\n== G2C: the city portal files a citizen's KTP request to Dukcapil ==");
-    let id = portal.ajukan(seed::SITI, "ktp", "KTP rusak, cetak ulang")?;
-    let mut statuses = Vec::new();
-    let deadline = Instant::now() + LIMIT;
-    let no = loop {
-        let mut no = None;
-        for n in portal.sync(Duration::from_millis(500)).await? {
-            statuses.push(n["status"].as_str().unwrap_or_default().to_owned());
-            no = n["nomor_registrasi"].as_str().map(str::to_owned);
-        }
-        if let Some(no) = no {
-            break no;
-        }
-        if Instant::now() >= deadline {
-            return Err(DemoError::Timeout("the request to reach SIAK", LIMIT));
+    trace.note("\n== G2C: the city portal files a citizen's requests for SLAWE's nine services to Dukcapil ==");
+    let requests = slawe_requests();
+    let mut ids = Vec::new();
+    for (layanan, fields) in &requests {
+        ids.push(portal.ajukan(seed::SITI, layanan, fields.clone())?);
+    }
+    let (mut seen, mut numbers) = (BTreeMap::new(), BTreeMap::new());
+    let count = requests.len();
+    let all = |status: &'static str| {
+        move |seen: &BTreeMap<String, Vec<String>>| {
+            seen.len() == count && seen.values().all(|v| v.iter().any(|s| s == status))
         }
     };
-    siak_sim
-        .proses_layanan(&no, "SELESAI", "KTP-el tercetak, ambil di kecamatan")
-        .map_err(sim)?;
-    trace.note("  SIAK clerk completes the request (native LAYANAN: SELESAI)");
-    let deadline = Instant::now() + LIMIT;
-    while !statuses.iter().any(|s| s == "selesai") {
-        for n in portal.sync(Duration::from_millis(500)).await? {
-            statuses.push(n["status"].as_str().unwrap_or_default().to_owned());
-        }
-        if Instant::now() >= deadline {
-            return Err(DemoError::Timeout("the completion notice", LIMIT));
-        }
+    notices_until(
+        portal,
+        &mut seen,
+        &mut numbers,
+        "the requests to reach SIAK",
+        all("diterima"),
+    )
+    .await?;
+    if let Some(no) = numbers.get("mobil_dukling") {
+        let (jenis, rincian) = siak_sim.layanan(no).map_err(sim)?;
+        trace.note(&format!("  SIAK books the van ({jenis}): {rincian}"));
+        s.dukling_booking = rincian;
     }
-    trace.note(&format!(
-        "  the citizen sees: {}",
-        portal.status(id)?.unwrap_or_default()
-    ));
-    s.portal_statuses = statuses;
+    for no in numbers.values() {
+        siak_sim
+            .proses_layanan(no, "SELESAI", "siap diambil")
+            .map_err(sim)?;
+    }
+    trace.note("  SIAK clerks complete each request (native LAYANAN: SELESAI)");
+    notices_until(
+        portal,
+        &mut seen,
+        &mut numbers,
+        "the completion notices",
+        all("selesai"),
+    )
+    .await?;
+    let citizen: Vec<String> = ids
+        .iter()
+        .zip(&requests)
+        .map(|(id, (layanan, _))| {
+            Ok(format!(
+                "{layanan} {}",
+                portal.status(*id)?.unwrap_or_default()
+            ))
+        })
+        .collect::<Result<_, DemoError>>()?;
+    trace.note(&format!("  the citizen sees: {}", citizen.join(", ")));
+    s.portal_statuses = seen;
     Ok(())
 }
 

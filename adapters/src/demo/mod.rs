@@ -17,7 +17,7 @@ use bus::server::{RunningServer, ServeOptions};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::agency::{AdapterError, Agency};
+use crate::agency::{AdapterError, Agency, Declared};
 use crate::eabsen::simulator::{EabsenSimulator, PEGAWAI};
 use crate::eabsen::{EabsenAdapter, EabsenConfig};
 use crate::hr::HrReader;
@@ -30,6 +30,8 @@ use crate::sipanse::{SipanseAdapter, SipanseSystem};
 use crate::trace::Trace;
 
 mod flows;
+pub use flows::slawe_requests;
+pub mod example;
 use flows::{g2b, g2c, g2e, g2g};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +60,10 @@ pub struct Summary {
     pub permit_statuses: Vec<String>,
     pub permit_number: Option<String>,
     pub late_withdrawal: Value,
-    pub portal_statuses: Vec<String>,
+    /// Each service's statuses as the portal received them.
+    pub portal_statuses: std::collections::BTreeMap<String, Vec<String>>,
+    /// What SIAK recorded for the mobile registration van's booking.
+    pub dukling_booking: Value,
     pub attendance_first_import: usize,
     pub attendance_reimport_new: usize,
     pub hr_feed_events: usize,
@@ -172,13 +177,19 @@ async fn flows(bus: &RunningBus, dir: &Path, trace: &Trace) -> Result<Summary, D
     let biz = Client::for_member(&bus.base, &bus.certs, &MemberId::parse(BIZ).map_err(sim)?)
         .map_err(AdapterError::from)?;
     let tasks = vec![
-        tokio::spawn(siak.clone().run(stop_rx.clone())),
-        tokio::spawn(sipanse.clone().run(stop_rx.clone())),
-        tokio::spawn(eabsen.clone().run(stop_rx.clone())),
+        tokio::spawn(crate::runner::run(siak.clone(), stop_rx.clone())),
+        tokio::spawn(crate::runner::run(sipanse.clone(), stop_rx.clone())),
+        tokio::spawn(crate::runner::run(eabsen.clone(), stop_rx.clone())),
     ];
-    trace.note(
-        "adapters running: SIAK (GOV/dukcapil), SIPANSE (GOV/dpmptsp), e-absen (GOV/bkpsdm/eabsen)",
-    );
+    let running: Vec<String> = [
+        Declared::of::<SiakAdapter>(),
+        Declared::of::<SipanseAdapter>(),
+        Declared::of::<EabsenAdapter>(),
+    ]
+    .iter()
+    .map(|a| format!("{} ({})", a.name, a.member))
+    .collect();
+    trace.note(&format!("adapters running: {}", running.join(", ")));
 
     let r = async {
         g2g(&mut s, &siak_sim, &hr, &sipanse.link, trace).await?;
@@ -186,10 +197,10 @@ async fn flows(bus: &RunningBus, dir: &Path, trace: &Trace) -> Result<Summary, D
         g2c(&mut s, &siak_sim, &portal, trace).await?;
         g2e(&mut s, &device, &eabsen, &hr, trace).await?;
         for (name, h) in [
-            ("SIAK", siak.link.outbox.health()),
-            ("SIPANSE", sipanse.link.outbox.health()),
-            ("e-absen", eabsen.link.outbox.health()),
-            ("portal", portal.link.outbox.health()),
+            (SiakAdapter::NAME, siak.link.outbox.health()),
+            (SipanseAdapter::NAME, sipanse.link.outbox.health()),
+            (EabsenAdapter::NAME, eabsen.link.outbox.health()),
+            (Portal::NAME, portal.link.outbox.health()),
         ] {
             let h = h.map_err(AdapterError::from)?;
             trace.note(&format!(
@@ -209,20 +220,31 @@ async fn flows(bus: &RunningBus, dir: &Path, trace: &Trace) -> Result<Summary, D
     r.map(|()| s)
 }
 
-/// Runs the demo in `dir`, or in a fresh temporary directory removed afterwards.
+/// Runs the demo in `dir`, or in a fresh temporary directory removed afterwards, with the
+/// registry at `registry` or, without one, the built-in example ([`example`]).
 pub async fn run_in(
-    registry: &Path,
+    registry: Option<&Path>,
     dir: Option<&Path>,
     trace: Trace,
 ) -> Result<Summary, DemoError> {
-    match dir {
+    let tmp;
+    let dir = match dir {
         Some(d) => {
             std::fs::create_dir_all(d)?;
-            run(registry, d, trace).await
+            d
         }
         None => {
-            let tmp = tempfile::tempdir()?;
-            run(registry, tmp.path(), trace).await
+            tmp = tempfile::tempdir()?;
+            tmp.path()
         }
-    }
+    };
+    let registry = match registry {
+        Some(r) => r.to_owned(),
+        None => {
+            trace
+                .note("no registry named and none here: the built-in example registry and schemas");
+            example::write(dir)?
+        }
+    };
+    run(&registry, dir, trace).await
 }

@@ -12,9 +12,6 @@
 pub mod attlog;
 pub mod simulator;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use bus::formats::{Format, mask_id};
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
@@ -22,7 +19,8 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::agency::{AdapterError, Agency, MappingError, envelope};
-use crate::link::Link;
+use crate::link::{Leased, Link};
+use crate::runner::InboxHandler;
 use attlog::{LineError, Punch};
 
 /// The office's configuration.
@@ -57,6 +55,7 @@ pub struct EabsenAdapter {
 }
 
 impl Agency for EabsenAdapter {
+    const NAME: &'static str = "e-absen";
     const MEMBER: &'static str = "GOV/bkpsdm/eabsen";
     const PRODUCES: &'static [&'static str] = &["eabsen.kehadiran.tercatat"];
     const CONSUMES: &'static [&'static str] = &["eabsen.rekap.harian"];
@@ -297,41 +296,31 @@ impl EabsenAdapter {
         );
         Ok(json!({ "unit": unit, "tanggal": tanggal, "zona": zona, "pegawai": pegawai }))
     }
+}
 
-    /// Answers recap queries in the inbox, then forwards the outbox.
-    pub async fn serve_inbox(&self, wait: Duration) -> Result<usize, AdapterError> {
-        let msgs = self.link.pull(10, wait).await?;
-        let n = msgs.len();
-        for m in msgs {
-            if m.type_ == "eabsen.rekap.harian" {
-                let a = self.recap(&m.data)?;
-                self.link.reply(m.id, &a).await?;
-                let count = a["pegawai"].as_array().map_or(0, Vec::len);
-                self.link.trace.hop(
-                    Self::MEMBER,
-                    &m.source,
-                    &m.type_,
-                    &format!(
-                        "reply: {count} pegawai for {}",
-                        a["unit"].as_str().unwrap_or_default()
-                    ),
-                );
-            } else {
-                self.link
-                    .nack(m.id, "not handled by the e-absen adapter")
-                    .await?;
-            }
-        }
-        if let Err(e) = self.link.flush().await {
-            tracing::warn!(error = %e, "bus unreachable; attendance stays in the outbox");
-        }
-        Ok(n)
+impl InboxHandler for EabsenAdapter {
+    fn link(&self) -> &Link {
+        &self.link
     }
 
-    pub async fn run(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
-        crate::agency::run_until_stopped("e-absen", stop, || async {
-            self.serve_inbox(Duration::from_secs(1)).await.map(drop)
-        })
-        .await
+    /// Answers recap queries; the outbox of punches is forwarded after each poll.
+    async fn handle(&self, m: Leased) -> Result<(), AdapterError> {
+        if m.type_ != "eabsen.rekap.harian" {
+            return self
+                .link
+                .nack(m.id, "not handled by the e-absen adapter")
+                .await;
+        }
+        let a = self.recap(&m.data)?;
+        self.link.reply(m.id, &a).await?;
+        let count = a["pegawai"].as_array().map_or(0, Vec::len);
+        let unit = a["unit"].as_str().unwrap_or_default();
+        self.link.trace.hop(
+            Self::MEMBER,
+            &m.source,
+            &m.type_,
+            &format!("reply: {count} pegawai for {unit}"),
+        );
+        Ok(())
     }
 }

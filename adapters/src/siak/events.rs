@@ -8,42 +8,30 @@ use uuid::Uuid;
 use super::{CURSOR, NativeError, Perubahan, SiakAdapter, mapping};
 use crate::agency::{AdapterError, Agency, MappingError, Problems, envelope};
 use crate::normal;
+use crate::runner::ChangeLog;
 
-impl SiakAdapter {
-    /// Reads SIAK's change log from the stored cursor, queues one event or notice per entry
-    /// (ids derived from the log sequence, so a re-read queues nothing twice), and forwards.
-    /// An entry that cannot be mapped is recorded as rejected in the outbox with the reason.
-    pub async fn publish_changes(&self) -> Result<usize, AdapterError> {
-        let link = &self.link;
-        let mut after = link.cursor(CURSOR)?;
-        let mut queued = 0;
-        loop {
-            let batch = self.native.log_perubahan(after, 100)?;
-            if batch.is_empty() {
-                break;
-            }
-            for entry in batch {
-                match self.map_change(&entry) {
-                    Ok(ev) => {
-                        if link.queue(&ev)? {
-                            queued += 1;
-                            let to = ev["to"].as_str().unwrap_or("subscribers");
-                            let ty = ev["type"].as_str().unwrap_or_default();
-                            link.trace.hop(Self::MEMBER, to, ty, "queued in outbox");
-                        }
-                    }
-                    Err(e) => {
-                        link.set_aside(&format!("siak.log/{}", entry.seq), &entry.jenis, &e)?
-                    }
-                }
-                after = entry.seq;
-                link.set_cursor(CURSOR, after)?;
-            }
-        }
-        link.flush_or_keep().await;
-        Ok(queued)
+impl ChangeLog for SiakAdapter {
+    type Entry = Perubahan;
+    const CURSOR: &'static str = CURSOR;
+
+    fn entries(&self, after: i64, max: usize) -> Result<Vec<Perubahan>, AdapterError> {
+        Ok(self.native.log_perubahan(after, max)?)
     }
 
+    fn seq(entry: &Perubahan) -> i64 {
+        entry.seq
+    }
+
+    fn named(entry: &Perubahan) -> (String, String) {
+        (format!("siak.log/{}", entry.seq), entry.jenis.clone())
+    }
+
+    fn map(&self, entry: &Perubahan) -> Result<Option<Value>, AdapterError> {
+        self.map_change(entry).map(Some)
+    }
+}
+
+impl SiakAdapter {
     /// One SIAK change-log entry → the CloudEvent it becomes.
     pub fn map_change(&self, entry: &Perubahan) -> Result<Value, AdapterError> {
         let d = &entry.data;

@@ -249,30 +249,74 @@ pub fn penduduk(rec: &Value) -> Result<Penduduk, MappingError> {
     p.finish(|| out)
 }
 
-/// Canonical service (`layanan.permohonan`'s `layanan`) → SIAK's service code.
+/// Canonical service (`layanan.permohonan`'s `layanan`, SLAWE's nine) ↔ SIAK's service code.
+const LAYANAN: [(&str, &str); 9] = [
+    ("ktp", "KTP-EL"),
+    ("kia", "KIA"),
+    ("sinkronisasi_data", "SINKRONISASI DATA"),
+    ("suket_perekaman", "SUKET PEREKAMAN"),
+    ("akta_kelahiran", "AKTA LAHIR"),
+    ("akta_kematian", "AKTA MATI"),
+    ("kk", "KK"),
+    ("surat_pindah", "SKPWNI"),
+    ("mobil_dukling", "MOBIL DUKLING"),
+];
+
+/// Canonical service → SIAK's service code.
 pub fn layanan_native(layanan: &str) -> Result<&'static str, MappingError> {
-    Ok(match layanan {
-        "ktp" => "KTP-EL",
-        "kia" => "KIA",
-        "kk" => "KK",
-        "akta_kelahiran" => "AKTA LAHIR",
-        "akta_kematian" => "AKTA MATI",
-        "surat_pindah" => "SKPWNI",
-        _ => return Err(MappingError::one("layanan", "unknown service")),
-    })
+    LAYANAN
+        .iter()
+        .find(|(canonical, _)| *canonical == layanan)
+        .map(|(_, native)| *native)
+        .ok_or_else(|| MappingError::one("layanan", "unknown service"))
 }
 
 /// SIAK's service code → canonical service.
 pub fn layanan_canonical(native: &str) -> Result<&'static str, MappingError> {
-    Ok(match normal::vocab_key(native).as_str() {
-        "KTP-EL" => "ktp",
-        "KIA" => "kia",
-        "KK" => "kk",
-        "AKTALAHIR" => "akta_kelahiran",
-        "AKTAMATI" => "akta_kematian",
-        "SKPWNI" => "surat_pindah",
-        _ => return Err(MappingError::one("JENIS_LAYANAN", "unknown service code")),
-    })
+    let key = normal::vocab_key(native);
+    LAYANAN
+        .iter()
+        .find(|(_, n)| normal::vocab_key(n) == key)
+        .map(|(canonical, _)| *canonical)
+        .ok_or_else(|| MappingError::one("JENIS_LAYANAN", "unknown service code"))
+}
+
+/// A request's own fields (`layanan.permohonan` beyond `nik` and `layanan`) → SIAK's names
+/// for them, dates as SIAK writes them (`DD-MM-YYYY`). What SIAK has no field for is left out.
+pub fn layanan_rincian(data: &Value) -> Value {
+    const FIELDS: [(&str, &str); 14] = [
+        ("alasan", "ALASAN"),
+        ("keterangan", "KETERANGAN"),
+        ("nik_anak", "NIK_ANAK"),
+        ("nama_anak", "NAMA_LGKP_ANAK"),
+        ("tanggal_lahir", "TGL_LHR"),
+        ("nik_almarhum", "NIK_JENAZAH"),
+        ("tanggal_meninggal", "TGL_MATI"),
+        ("instansi", "INSTANSI"),
+        ("kode_wilayah_tujuan", "KODE_WIL_TUJUAN"),
+        ("alamat_tujuan", "ALAMAT_TUJUAN"),
+        ("kode_desa", "KODE_DESA"),
+        ("lokasi", "LOKASI"),
+        ("tanggal", "TGL_JADWAL"),
+        ("perkiraan_peserta", "JML_PESERTA"),
+    ];
+    let mut out = serde_json::Map::new();
+    for (canonical, native) in FIELDS {
+        let Some(v) = data.get(canonical) else {
+            continue;
+        };
+        let v = match v.as_str() {
+            // Dates arrive checked (`format: date`); SIAK writes them day first.
+            Some(s) if canonical.starts_with("tanggal") => {
+                let mut parts: Vec<&str> = s.split('-').collect();
+                parts.reverse();
+                Value::String(parts.join("-"))
+            }
+            _ => v.clone(),
+        };
+        out.insert(native.to_owned(), v);
+    }
+    Value::Object(out)
 }
 
 /// SIAK's service status → canonical (`layanan.status`).

@@ -9,7 +9,6 @@ pub mod mapping;
 pub mod simulator;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bus::formats::mask_id;
 use serde_json::{Map, Value, json};
@@ -17,6 +16,7 @@ use serde_json::{Map, Value, json};
 use crate::agency::{AdapterError, Agency};
 use crate::link::{Leased, Link};
 use crate::normal;
+use crate::runner::InboxHandler;
 use mapping::Penduduk;
 
 /// Errors of the native system (SIAK or its simulator).
@@ -52,13 +52,16 @@ pub trait SiakSystem: Send + Sync {
     fn cari_nama(&self, nama: &str) -> Result<Vec<Value>, NativeError>;
     /// Change-log entries after `after`, oldest first.
     fn log_perubahan(&self, after: i64, max: usize) -> Result<Vec<Perubahan>, NativeError>;
-    /// Registers a service request; returns SIAK's registration number. Idempotent per
-    /// `referensi`, so a redelivered request is registered once.
+    /// Registers a service request with its details in SIAK's names (`rincian`, e.g. the
+    /// village, place and day a mobile registration van is booked for); returns SIAK's
+    /// registration number. Idempotent per `referensi`, so a redelivered request is
+    /// registered once.
     fn terima_layanan(
         &self,
         nik: &str,
         jenis: &str,
         referensi: &str,
+        rincian: &Value,
     ) -> Result<String, NativeError>;
 }
 
@@ -88,6 +91,7 @@ pub struct SiakAdapter {
 }
 
 impl Agency for SiakAdapter {
+    const NAME: &'static str = "SIAK";
     const MEMBER: &'static str = "GOV/dukcapil";
     const PRODUCES: &'static [&'static str] = &[
         "siak.penduduk.lahir",
@@ -227,15 +231,11 @@ impl SiakAdapter {
             }
         })
     }
+}
 
-    /// Takes up to `max` messages from the inbox (waiting up to `wait`) and handles them.
-    pub async fn serve_inbox(&self, wait: Duration) -> Result<usize, AdapterError> {
-        let msgs = self.link.pull(10, wait).await?;
-        let n = msgs.len();
-        for m in msgs {
-            self.handle(m).await?;
-        }
-        Ok(n)
+impl InboxHandler for SiakAdapter {
+    fn link(&self) -> &Link {
+        &self.link
     }
 
     async fn handle(&self, m: Leased) -> Result<(), AdapterError> {
@@ -272,7 +272,10 @@ impl SiakAdapter {
                 let jenis =
                     mapping::layanan_native(m.data["layanan"].as_str().unwrap_or_default())?;
                 let referensi = format!("{}|{}", m.source, m.id);
-                let no = self.native.terima_layanan(nik, jenis, &referensi)?;
+                let rincian = mapping::layanan_rincian(&m.data);
+                let no = self
+                    .native
+                    .terima_layanan(nik, jenis, &referensi, &rincian)?;
                 self.link.ack(m.id).await?;
                 self.link.trace.note(&format!(
                     "  SIAK registers {jenis} for NIK {} as no. {no}",
@@ -288,15 +291,8 @@ impl SiakAdapter {
         Ok(())
     }
 
-    /// Serves the inbox and publishes changes until `stop` turns true.
-    pub async fn run(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
-        crate::agency::run_until_stopped("SIAK", stop, || async {
-            let served = self.serve_inbox(Duration::from_secs(1)).await.map(drop);
-            if let Err(e) = self.publish_changes().await {
-                tracing::warn!(error = %e, "SIAK changes");
-            }
-            served
-        })
-        .await
+    /// SIAK's change log goes out after each poll.
+    async fn after_poll(&self) -> Result<(), AdapterError> {
+        crate::runner::publish(self).await.map(drop)
     }
 }

@@ -118,8 +118,16 @@ impl SiakSimulator {
                  seq INTEGER PRIMARY KEY AUTOINCREMENT, jenis TEXT NOT NULL, data TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS layanan (
                  no_reg INTEGER PRIMARY KEY AUTOINCREMENT, nik TEXT NOT NULL, jenis TEXT NOT NULL,
-                 referensi TEXT NOT NULL UNIQUE, status TEXT NOT NULL);",
+                 referensi TEXT NOT NULL UNIQUE, status TEXT NOT NULL,
+                 rincian TEXT NOT NULL DEFAULT '{}');",
         )?;
+        // A database from before requests carried their details.
+        let has_rincian: bool = c
+            .prepare("SELECT 1 FROM pragma_table_info('layanan') WHERE name = 'rincian'")?
+            .exists([])?;
+        if !has_rincian {
+            c.execute_batch("ALTER TABLE layanan ADD COLUMN rincian TEXT NOT NULL DEFAULT '{}'")?;
+        }
         Ok(SiakSimulator { db: Mutex::new(c) })
     }
 
@@ -224,6 +232,20 @@ impl SiakSimulator {
         )
     }
 
+    /// A registered service request as the clerk sees it: its service code and details.
+    pub fn layanan(&self, no_reg: &str) -> Result<(String, Value), NativeError> {
+        let (jenis, rincian): (String, String) = self
+            .db()
+            .query_row(
+                "SELECT jenis, rincian FROM layanan WHERE no_reg = ?1",
+                [no_reg],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .ok_or(NativeError::NotFound)?;
+        Ok((jenis, serde_json::from_str(&rincian).unwrap_or_default()))
+    }
+
     /// The clerk moves a service request on (DIPROSES, SELESAI or DITOLAK).
     pub fn proses_layanan(
         &self,
@@ -306,6 +328,7 @@ impl SiakSystem for SiakSimulator {
         nik: &str,
         jenis: &str,
         referensi: &str,
+        rincian: &Value,
     ) -> Result<String, NativeError> {
         let existing: Option<i64> = self
             .db()
@@ -321,8 +344,9 @@ impl SiakSystem for SiakSimulator {
         let no = {
             let c = self.db();
             c.execute(
-                "INSERT INTO layanan (nik, jenis, referensi, status) VALUES (?1, ?2, ?3, 'DITERIMA')",
-                params![nik, jenis, referensi],
+                "INSERT INTO layanan (nik, jenis, referensi, status, rincian)
+                 VALUES (?1, ?2, ?3, 'DITERIMA', ?4)",
+                params![nik, jenis, referensi, rincian.to_string()],
             )?;
             c.last_insert_rowid().to_string()
         };

@@ -14,13 +14,13 @@ pub use mapping::{notice, to_native};
 pub use native::{NativePermohonan, NativeStatus, SipanseNativeError, SipanseSystem, StatusChange};
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bus::formats::mask_id;
 use serde_json::{Value, json};
 
 use crate::agency::{AdapterError, Agency};
 use crate::link::{Leased, Link};
+use crate::runner::{ChangeLog, InboxHandler};
 
 pub struct SipanseAdapter {
     native: Arc<dyn SipanseSystem>,
@@ -28,6 +28,7 @@ pub struct SipanseAdapter {
 }
 
 impl Agency for SipanseAdapter {
+    const NAME: &'static str = "SIPANSE";
     const MEMBER: &'static str = "GOV/dpmptsp";
     const PRODUCES: &'static [&'static str] = &["sipanse.izin.status", "siak.penduduk.verify"];
     const CONSUMES: &'static [&'static str] = &[
@@ -44,43 +45,6 @@ const CURSOR: &str = "sipanse.status_cursor";
 impl SipanseAdapter {
     pub fn new(native: Arc<dyn SipanseSystem>, link: Link) -> SipanseAdapter {
         SipanseAdapter { native, link }
-    }
-
-    pub async fn serve_inbox(&self, wait: Duration) -> Result<usize, AdapterError> {
-        let msgs = self.link.pull(10, wait).await?;
-        let n = msgs.len();
-        for m in msgs {
-            self.handle(m).await?;
-        }
-        self.publish_status().await?;
-        Ok(n)
-    }
-
-    async fn handle(&self, m: Leased) -> Result<(), AdapterError> {
-        match m.type_.as_str() {
-            "sipanse.izin.permohonan" => self.application(m).await,
-            "sipanse.izin.penarikan" | "sipanse.izin.perbaikan" => {
-                let answer = self.amend(&m)?;
-                let result = format!(
-                    "{} ({})",
-                    answer["hasil"].as_str().unwrap_or_default(),
-                    answer["status"].as_str().unwrap_or_default()
-                );
-                self.link.reply(m.id, &answer).await?;
-                self.link.trace.hop(
-                    Self::MEMBER,
-                    &m.source,
-                    &m.type_,
-                    &format!("reply: {result}"),
-                );
-                Ok(())
-            }
-            _ => {
-                // Events SIPANSE subscribes to (deaths, moves) are acknowledged; a real
-                // deployment would flag open applications of the person.
-                self.link.ack(m.id).await
-            }
-        }
     }
 
     async fn application(&self, m: Leased) -> Result<(), AdapterError> {
@@ -187,47 +151,67 @@ impl SipanseAdapter {
             Err(e) => return Err(e.into()),
         })
     }
+}
 
-    /// SIPANSE's status log → notices to each applicant, through the outbox.
-    pub async fn publish_status(&self) -> Result<usize, AdapterError> {
-        let link = &self.link;
-        let mut after = link.cursor(CURSOR)?;
-        let mut queued = 0;
-        loop {
-            let batch = self.native.log_status(after, 100)?;
-            if batch.is_empty() {
-                break;
-            }
-            for c in batch {
-                match notice(&link.ids, Self::MEMBER, &c) {
-                    Ok(Some(ev)) => {
-                        if link.queue(&ev)? {
-                            queued += 1;
-                            let to = ev["to"].as_str().unwrap_or_default();
-                            let st = ev["data"]["status"].as_str().unwrap_or_default();
-                            let what = format!("queued: {st}");
-                            link.trace
-                                .hop(Self::MEMBER, to, "sipanse.izin.status", &what);
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        let e = AdapterError::from(e);
-                        link.set_aside(&format!("sipanse.status/{}", c.seq), &c.status, &e)?
-                    }
-                }
-                after = c.seq;
-                link.set_cursor(CURSOR, after)?;
-            }
-        }
-        link.flush_or_keep().await;
-        Ok(queued)
+impl InboxHandler for SipanseAdapter {
+    fn link(&self) -> &Link {
+        &self.link
     }
 
-    pub async fn run(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
-        crate::agency::run_until_stopped("SIPANSE", stop, || async {
-            self.serve_inbox(Duration::from_secs(1)).await.map(drop)
-        })
-        .await
+    async fn handle(&self, m: Leased) -> Result<(), AdapterError> {
+        match m.type_.as_str() {
+            "sipanse.izin.permohonan" => self.application(m).await,
+            "sipanse.izin.penarikan" | "sipanse.izin.perbaikan" => {
+                let answer = self.amend(&m)?;
+                let result = format!(
+                    "{} ({})",
+                    answer["hasil"].as_str().unwrap_or_default(),
+                    answer["status"].as_str().unwrap_or_default()
+                );
+                self.link.reply(m.id, &answer).await?;
+                self.link.trace.hop(
+                    Self::MEMBER,
+                    &m.source,
+                    &m.type_,
+                    &format!("reply: {result}"),
+                );
+                Ok(())
+            }
+            _ => {
+                // Events SIPANSE subscribes to (deaths, moves) are acknowledged; a real
+                // deployment would flag open applications of the person.
+                self.link.ack(m.id).await
+            }
+        }
+    }
+
+    /// Decisions in SIPANSE's status log go out to each applicant after each poll.
+    async fn after_poll(&self) -> Result<(), AdapterError> {
+        crate::runner::publish(self).await.map(drop)
+    }
+}
+
+/// SIPANSE's status log → a notice to each applicant.
+impl ChangeLog for SipanseAdapter {
+    type Entry = StatusChange;
+    const CURSOR: &'static str = CURSOR;
+
+    fn entries(&self, after: i64, max: usize) -> Result<Vec<StatusChange>, AdapterError> {
+        Ok(self.native.log_status(after, max)?)
+    }
+
+    fn seq(entry: &StatusChange) -> i64 {
+        entry.seq
+    }
+
+    fn named(entry: &StatusChange) -> (String, String) {
+        (
+            format!("sipanse.status/{}", entry.seq),
+            entry.status.clone(),
+        )
+    }
+
+    fn map(&self, entry: &StatusChange) -> Result<Option<Value>, AdapterError> {
+        Ok(notice(&self.link.ids, Self::MEMBER, entry)?)
     }
 }
