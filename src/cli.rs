@@ -76,6 +76,11 @@ enum Command {
     /// Start a bus, the agency adapters and their simulators in one process, run the G2G, G2B,
     /// G2C and G2E flows over mTLS and print who sent what to whom.
     Demo(DemoArgs),
+    /// Agency adapters as their own processes: run one from its configuration, or check one.
+    Adapter {
+        #[command(subcommand)]
+        command: crate::adapter::AdapterCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -242,6 +247,7 @@ impl Cli {
             Command::Audit { command } => crate::audit::run(command),
             Command::Receipt { command } => crate::receipt::run(command),
             Command::Admin(a) => crate::admin::run(*a),
+            Command::Adapter { command } => crate::adapter::run(command),
             Command::Demo(a) => {
                 let rt = tokio::runtime::Runtime::new()?;
                 let trace = adapters::trace::Trace::printing();
@@ -300,7 +306,7 @@ fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

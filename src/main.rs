@@ -1,5 +1,6 @@
 //! The `simpul` command line: a thin shell over the `bus` library.
 
+mod adapter;
 mod admin;
 mod amqp;
 mod audit;

@@ -21,6 +21,7 @@
 
 pub mod agency;
 pub mod demo;
+pub mod deploy;
 pub mod eabsen;
 pub mod hr;
 pub mod idkey;

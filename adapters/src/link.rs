@@ -5,7 +5,8 @@
 //! the agency system never waits on the network and never loses a record when the link drops.
 
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use bus::client::{Answer, Client};
@@ -31,6 +32,11 @@ pub struct Leased {
 pub struct Link {
     pub member: MemberId,
     client: RwLock<Client>,
+    /// The bus's nodes, when it has several: after a failure the link moves to the next.
+    nodes: Vec<Client>,
+    node: AtomicUsize,
+    /// The last failure, with when it happened (RFC 3339), for the health output.
+    last_error: Mutex<Option<(String, String)>>,
     pub outbox: Outbox,
     /// The secret the adapter derives its event ids under ([`IdKey::derive`]), kept next to
     /// the outbox ([`IdKey::path_for`]). Every adapter takes it from here, so every derived id
@@ -53,17 +59,64 @@ impl Link {
         outbox: &Path,
         trace: Trace,
     ) -> Result<Link, AdapterError> {
+        let parsed = MemberId::parse(member).map_err(|e| AdapterError::Protocol(e.to_string()))?;
+        let client = Client::for_member(base, certs, &parsed)?;
+        Link::with_clients(member, vec![client], outbox, trace)
+    }
+
+    /// A link through `nodes` (the nodes of one bus, each a client with the member's
+    /// certificate), starting with the first.
+    pub fn with_clients(
+        member: &str,
+        nodes: Vec<Client>,
+        outbox: &Path,
+        trace: Trace,
+    ) -> Result<Link, AdapterError> {
         let member = MemberId::parse(member).map_err(|e| AdapterError::Protocol(e.to_string()))?;
-        let client = Client::for_member(base, certs, &member)?;
+        let first = nodes
+            .first()
+            .cloned()
+            .ok_or_else(|| AdapterError::Protocol("no bus address".into()))?;
         let ids = IdKey::load_or_create(&IdKey::path_for(outbox, member.as_str()))?;
         Ok(Link {
             member,
-            client: RwLock::new(client),
+            client: RwLock::new(first),
+            nodes,
+            node: AtomicUsize::new(0),
+            last_error: Mutex::default(),
             outbox: Outbox::open(outbox)?,
             ids,
             trace,
             forward: ForwardOptions::default(),
         })
+    }
+
+    /// Notes a failure for the health output and, when the bus has several nodes, moves to
+    /// the next one.
+    pub fn failed(&self, e: &AdapterError) {
+        let at = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let why = bus::formats::mask_digit_runs(&e.to_string());
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, why));
+        if self.nodes.len() > 1 {
+            let next = (self.node.fetch_add(1, Ordering::Relaxed) + 1) % self.nodes.len();
+            self.set_client(self.nodes[next].clone());
+            tracing::warn!(bus = %self.bus(), "moving to the next bus node");
+        }
+    }
+
+    /// The last failure: when, and what.
+    pub fn last_error(&self) -> Option<(String, String)> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The bus address in use.
+    pub fn bus(&self) -> String {
+        self.client().url("")
     }
 
     pub fn client(&self) -> Client {

@@ -67,6 +67,7 @@ pub async fn run<A: InboxHandler>(a: Arc<A>, mut stop: watch::Receiver<bool>) {
             r = serve_inbox(&*a, POLL_WAIT) => {
                 if let Err(e) = r {
                     tracing::warn!(error = %e, adapter = A::NAME, "poll failed; trying again");
+                    a.link().failed(&e);
                     tokio::select! {
                         _ = tokio::time::sleep(RETRY_AFTER_FAILURE) => {}
                         _ = stop.changed() => break,

@@ -10,6 +10,7 @@
 //! and by export, gives one event: the bus drops the repeat.
 
 pub mod attlog;
+pub mod iclock;
 pub mod simulator;
 
 use bus::formats::{Format, mask_id};

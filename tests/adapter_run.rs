@@ -1,0 +1,212 @@
+//! `simpul adapter check|run`: an agency's adapter deployed as its own process from one
+//! configuration file, checked as a whole first; its health endpoint, its terminals' push
+//! endpoint, and a graceful stop that forwards the outbox.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const SN: &str = "CKJD201960001";
+
+fn config(bus: &Bus, dir: &Path, nip: &str, health: &str) -> std::path::PathBuf {
+    let members = bus.certs().join("members");
+    let text = format!(
+        r#"agency = "eabsen"
+bus = ["https://127.0.0.1:1", "{bus}"]
+state_dir = "state"
+health = "{health}"
+
+[certs]
+cert = "{members}/GOV_bkpsdm_eabsen.pem"
+key = "{members}/GOV_bkpsdm_eabsen.key"
+ca = "{ca}"
+
+[eabsen]
+listen = "127.0.0.1:0"
+
+[[eabsen.device]]
+sn = "{SN}"
+unit = "DISKOMINFO"
+
+[[eabsen.pegawai]]
+pin = "1"
+nip = "{nip}"
+unit = "DISKOMINFO"
+"#,
+        bus = bus.base,
+        members = members.display(),
+        ca = bus.certs().join("ca.pem").display(),
+    );
+    let path = dir.join("eabsen.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn simpul(args: &[&str]) -> std::process::Output {
+    Command::new(bin()).args(args).output().unwrap()
+}
+
+#[test]
+fn a_configuration_is_checked_as_a_whole_before_anything_starts() {
+    let bus = Bus::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let good = config(&bus, dir.path(), "197803122005011002", "127.0.0.1:0");
+    let out = simpul(&["adapter", "check", "--config", good.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+
+    let text = std::fs::read_to_string(&good)
+        .unwrap()
+        .replace("127.0.0.1:0\"\n\n[certs]", "0.0.0.0:9470\"\n\n[certs]")
+        .replace("GOV_bkpsdm_eabsen.key", "nobody.key")
+        .replace("197803122005011002", "197813122005011002")
+        .replace(
+            "unit = \"DISKOMINFO\"\n\n[[eabsen.pegawai]]",
+            "unit = \"\"\n\n[[eabsen.pegawai]]",
+        );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, text).unwrap();
+    let out = simpul(&["adapter", "check", "--config", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "4 error(s)",
+        "health: 0.0.0.0:9470 is not a loopback address",
+        "certs.key:",
+        "eabsen.device[0].unit: empty",
+        "eabsen.pegawai[0].nip: not a valid NIP",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(
+        !err.contains("197813122005011002"),
+        "a NIP in clear:\n{err}"
+    );
+    // The configuration names its agency: it is not run as another.
+    let out = simpul(&["adapter", "run", "siak", "--config", good.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("configures the Eabsen adapter"));
+}
+
+/// The example configurations are valid where the development PKI is (`certs/` beside
+/// `adapters/`, as in a checkout after `simpul serve`'s first run).
+#[test]
+fn the_example_configurations_check() {
+    let bus = Bus::start(&[]);
+    let root = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(bus.certs(), root.path().join("certs")).unwrap();
+    let examples = root.path().join("adapters/examples");
+    std::fs::create_dir_all(&examples).unwrap();
+    for agency in ["siak", "sipanse", "eabsen"] {
+        let name = format!("{agency}.toml");
+        let to = examples.join(&name);
+        std::fs::copy(repo().join("adapters/examples").join(&name), &to).unwrap();
+        let out = simpul(&["adapter", "check", "--config", to.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Reads the adapter's stdout until it has printed both addresses.
+fn addresses(child: &mut Child) -> (String, String) {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut health, mut lan) = (None, None);
+    while health.is_none() || lan.is_none() {
+        let line = lines
+            .next()
+            .expect("the adapter ended before listening")
+            .unwrap();
+        if let Some(a) = line.strip_prefix("health on ") {
+            health = Some(a.trim_end_matches("/healthz").to_owned());
+        } else if let Some(a) = line.strip_prefix("terminals push to ") {
+            lan = Some(a.trim_end_matches("/iclock/").to_owned());
+        }
+    }
+    (health.unwrap(), lan.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_adapter_runs_from_its_configuration_and_stops_gracefully() {
+    let bus = Bus::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&bus, dir.path(), "197803122005011002", "127.0.0.1:0");
+    let mut child = Command::new(bin())
+        .args(["adapter", "run", "eabsen", "--config"])
+        .arg(&cfg)
+        .env("SIMPUL_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (health, lan) = addresses(&mut child);
+    let http = reqwest::Client::new();
+
+    let punch = "1\t2026-12-07 07:01:02\t0\t1\t0\t0\t0\n";
+    let r = http
+        .post(format!("{lan}/iclock/cdata?SN={SN}&table=ATTLOG&Stamp=1"))
+        .body(punch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "OK: 1");
+    // The first node named is down: the adapter moves to the second and forwards.
+    let forwarded = wait_until(Duration::from_secs(30), || async {
+        let h: serde_json::Value = http
+            .get(format!("{health}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        h["outbox"]["backlog"] == 0 && h["outbox"]["last_forward_at"].is_string()
+    })
+    .await;
+    assert!(forwarded, "the punch was not forwarded");
+    let h: serde_json::Value = http
+        .get(format!("{health}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["member"], EABSEN);
+    assert_eq!(h["bus"], bus.base);
+    assert!(h["last_error"]["error"].is_string(), "{h}");
+    let (_, feed) = bus
+        .get_text(HR, "/v1/feeds/eabsen.kehadiran.tercatat?after=0")
+        .await;
+    assert!(feed.contains("197803122005011002"), "{feed}");
+
+    // SIGTERM: it stops by itself, with nothing left behind.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(String::from_utf8_lossy(&status.stderr).contains("adapter stopped"));
+}
