@@ -106,7 +106,7 @@ fn the_example_configurations_check() {
     std::os::unix::fs::symlink(bus.certs(), root.path().join("certs")).unwrap();
     let examples = root.path().join("adapters/examples");
     std::fs::create_dir_all(&examples).unwrap();
-    for agency in ["siak", "sipanse", "eabsen"] {
+    for agency in ["siak", "sipanse", "eabsen", "portal", "hr"] {
         let name = format!("{agency}.toml");
         let to = examples.join(&name);
         std::fs::copy(repo().join("adapters/examples").join(&name), &to).unwrap();
@@ -130,11 +130,16 @@ fn addresses(child: &mut Child) -> (String, String) {
             .unwrap();
         if let Some(a) = line.strip_prefix("health on ") {
             health = Some(a.trim_end_matches("/healthz").to_owned());
-        } else if let Some(a) = line.strip_prefix("terminals push to ") {
-            lan = Some(a.trim_end_matches("/iclock/").to_owned());
+        } else if let Some(a) = line.strip_prefix("terminals on ") {
+            lan = Some(a.trim_end_matches('/').to_owned());
         }
     }
     (health.unwrap(), lan.unwrap())
+}
+
+async fn health_of(http: &reqwest::Client, base: &str) -> serde_json::Value {
+    let r = http.get(format!("{base}/healthz")).send().await.unwrap();
+    r.json().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -163,26 +168,12 @@ async fn the_adapter_runs_from_its_configuration_and_stops_gracefully() {
     assert_eq!(r.text().await.unwrap(), "OK: 1");
     // The first node named is down: the adapter moves to the second and forwards.
     let forwarded = wait_until(Duration::from_secs(30), || async {
-        let h: serde_json::Value = http
-            .get(format!("{health}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let h = health_of(&http, &health).await;
         h["outbox"]["backlog"] == 0 && h["outbox"]["last_forward_at"].is_string()
     })
     .await;
     assert!(forwarded, "the punch was not forwarded");
-    let h: serde_json::Value = http
-        .get(format!("{health}/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h = health_of(&http, &health).await;
     assert_eq!(h["member"], EABSEN);
     assert_eq!(h["bus"], bus.base);
     assert!(h["last_error"]["error"].is_string(), "{h}");
@@ -209,4 +200,136 @@ async fn the_adapter_runs_from_its_configuration_and_stops_gracefully() {
         String::from_utf8_lossy(&status.stderr)
     );
     assert!(String::from_utf8_lossy(&status.stderr).contains("adapter stopped"));
+}
+
+/// An adapter process from `config` (written beside its state), with the addresses it printed.
+struct Running {
+    child: Child,
+    addrs: std::collections::HashMap<String, String>,
+}
+
+impl Running {
+    fn start(
+        bus: &Bus,
+        dir: &Path,
+        agency: &str,
+        member: &str,
+        native: &str,
+        want: &[&str],
+    ) -> Running {
+        let file = member.replace('/', "_");
+        let certs = bus.certs();
+        let text = format!(
+            "agency = \"{agency}\"\nbus = \"{}\"\nstate_dir = \"{agency}\"\nhealth = \"127.0.0.1:0\"\n\n\
+             [certs]\ncert = \"{c}/members/{file}.pem\"\nkey = \"{c}/members/{file}.key\"\nca = \"{c}/ca.pem\"\n\n{native}",
+            bus.base,
+            c = certs.display(),
+        );
+        let cfg = dir.join(format!("{agency}.toml"));
+        std::fs::write(&cfg, text).unwrap();
+        let mut child = Command::new(bin())
+            .args(["adapter", "run", agency, "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut addrs = std::collections::HashMap::new();
+        while !want.iter().all(|w| addrs.contains_key(*w)) {
+            let line = lines
+                .next()
+                .expect("the adapter ended before listening")
+                .unwrap();
+            if let Some((who, url)) = line.split_once(" on ") {
+                addrs.insert(who.to_owned(), url.trim_end_matches('/').to_owned());
+            }
+        }
+        Running { child, addrs }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The portal, SIAK and HR as three processes beside the bus: a citizen's request filed at
+/// the portal is registered in SIAK and its status comes back; a death SIAK's clerk records
+/// reaches HR.
+#[tokio::test(flavor = "multi_thread")]
+async fn portal_siak_and_hr_run_as_their_own_processes() {
+    let bus = Bus::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("siak-simulator.db");
+    let siak_native = format!("[siak]\nsimulator = \"{}\"\n", sim.display());
+    let _siak = Running::start(
+        &bus,
+        dir.path(),
+        "siak",
+        DUKCAPIL,
+        &siak_native,
+        &["health"],
+    );
+    let portal = Running::start(
+        &bus,
+        dir.path(),
+        "portal",
+        PORTAL,
+        "[portal]\nlisten = \"127.0.0.1:0\"\n",
+        &["health", "portal application"],
+    );
+    let _hr = Running::start(&bus, dir.path(), "hr", HR, "", &["health"]);
+    let http = reqwest::Client::new();
+    let intake = &portal.addrs["portal application"];
+
+    let r = http
+        .post(format!("{intake}/permohonan"))
+        .json(
+            &serde_json::json!({ "nik": NIK, "layanan": "mobil_dukling", "kode_desa": "3204052001",
+                                    "lokasi": "Balai Desa", "tanggal": "2026-12-14" }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let received = wait_until(Duration::from_secs(30), || async {
+        let s: serde_json::Value = http
+            .get(format!("{intake}/permohonan/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        s["status"] == "diterima"
+    })
+    .await;
+    assert!(received, "the request's status did not come back");
+
+    // SIAK's clerk records a death in SIAK (the simulator's database, shared with its process).
+    let clerk = adapters::siak::simulator::SiakSimulator::open(&sim).unwrap();
+    clerk
+        .catat_kematian(NIK, "20-11-2026", "RSUD", "AKTA-9")
+        .unwrap();
+    let hr_db = dir.path().join("hr").join("GOV_bkpsdm_hr.db");
+    let reached_hr = wait_until(Duration::from_secs(30), || async {
+        let c = rusqlite::Connection::open(&hr_db).unwrap();
+        let n: i64 = c
+            .query_row(
+                "SELECT count(*) FROM diterima WHERE type = 'siak.penduduk.meninggal'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        n == 1
+    })
+    .await;
+    assert!(reached_hr, "the death did not reach HR");
 }

@@ -365,7 +365,8 @@ async fn when_the_relaying_node_is_killed_another_node_finishes_the_job() {
     assert!(
         b.wait_for_log_within("relays the outbox", Duration::from_secs(30))
             .await,
-        "the second node took over"
+        "the second node did not take over within 30 s; its log:\n{}",
+        b.logged()
     );
     sent.extend(stream(&b, 1000).await);
     receive_all(broker, &vhost, &b, &sent).await;

@@ -17,15 +17,7 @@ const REASON: &str = "NIK tidak dikenal <b>di SIMPEG</b>";
 /// `member`'s certificate and key as the browser gets them.
 fn p12(bus: &Bus, member: &str, dir: &Path) -> std::path::PathBuf {
     let out = dir.join(format!("{}.p12", member.replace('/', "_")));
-    let done = bus
-        .simpul()
-        .args(["certs", "export", member, "--p12"])
-        .arg(&out)
-        .arg("--dir")
-        .arg(bus.certs())
-        .env("SIMPUL_P12_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
+    let done = bus.export_p12(member, &out, PASSWORD);
     assert!(
         done.status.success(),
         "{}",

@@ -478,6 +478,60 @@ async fn a_service_request_names_each_field_its_service_lacks_or_does_not_take()
     }
 }
 
+/// v2 of the attendance schema is served alongside v1: an event chooses it with
+/// `dataschema`; one that names no version is checked against v1, and one that names a
+/// version the type does not have is refused, naming those it has.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_chooses_its_schema_version_with_dataschema() {
+    let bus = Bus::start(&[]);
+    let eabsen = bus.client(EABSEN);
+    let check_in = json!({ "nip": "199009132025242014", "waktu": "2026-11-23T08:55:00+08:00",
+                           "sumber": "mobile", "lokasi": { "lat": -6.9, "lon": 107.6 },
+                           "foto_sha256": "ab".repeat(32) });
+    let with = |schema: Option<&str>, data: &Value| {
+        let mut ev = event("eabsen.kehadiran.tercatat", data.clone());
+        if let Some(s) = schema {
+            ev["dataschema"] = json!(s);
+        }
+        ev
+    };
+    let v2 = Some(adapters::eabsen::CHECK_IN_SCHEMA);
+    assert_status(&eabsen.send(&with(v2, &check_in)).await.unwrap(), 202);
+    // v1 has no photo hash.
+    let a = eabsen.send(&with(None, &check_in)).await.unwrap();
+    assert_status(&a, 422);
+    assert_eq!(a.pointers(), ["/data/foto_sha256"], "{}", a.body);
+    // Under v2 a mobile check-in must carry its location and photo hash.
+    let mut bare = check_in.clone();
+    bare.as_object_mut().unwrap().remove("foto_sha256");
+    bare.as_object_mut().unwrap().remove("lokasi");
+    let a = eabsen.send(&with(v2, &bare)).await.unwrap();
+    assert_status(&a, 422);
+    let mut named = a.pointers();
+    named.sort();
+    assert_eq!(named, ["/data/foto_sha256", "/data/lokasi"], "{}", a.body);
+    let v3 = Some("urn:simpul:schema:eabsen.kehadiran.tercatat.v3");
+    let a = eabsen.send(&with(v3, &check_in)).await.unwrap();
+    assert_status(&a, 400);
+    let says = a.body.to_string();
+    assert!(
+        says.contains("eabsen.kehadiran.tercatat.v1 or eabsen.kehadiran.tercatat.v2"),
+        "{says}"
+    );
+    // The schema list says which types each version serves.
+    let (_, list) = bus.get_text(HR, "/v1/schemas").await;
+    let list: Value = serde_json::from_str(&list).unwrap();
+    let v2_entry = list
+        .as_array()
+        .or(list["schemas"].as_array())
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "eabsen.kehadiran.tercatat.v2")
+        .cloned()
+        .unwrap();
+    assert_eq!(v2_entry["types"], json!(["eabsen.kehadiran.tercatat"]));
+}
+
 fn eabsen(bus: &Bus, outbox: &Path) -> EabsenAdapter {
     let l = Link::open(&bus.base, &bus.certs(), EABSEN, outbox, Trace::quiet()).unwrap();
     let a = EabsenAdapter::new(EabsenConfig::default(), l).unwrap();
@@ -597,6 +651,9 @@ async fn g2e_attendance_feed_resume_reimport_and_recap() {
         .unwrap();
     assert_eq!(mobile["data"]["sumber"], "mobile");
     assert_eq!(mobile["data"]["lokasi"]["lat"], -6.9175);
+    // Under v2 of the schema, with the photo's hash; punches from the terminals stay v1.
+    assert_eq!(mobile["dataschema"], adapters::eabsen::CHECK_IN_SCHEMA);
+    assert_eq!(mobile["data"]["foto_sha256"], "ab".repeat(32));
 
     // Daily recap per unit, asked by HR over the bus.
     let (stop, rx) = watch::channel(false);

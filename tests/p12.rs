@@ -159,16 +159,7 @@ async fn an_exported_pkcs12_opens_in_openssl_and_imports_back() {
     let bus = Bus::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("portal.p12");
-    let export = |password: &str| {
-        bus.simpul()
-            .args(["certs", "export", PORTAL, "--p12"])
-            .arg(&out)
-            .arg("--dir")
-            .arg(bus.certs())
-            .env("SIMPUL_P12_PASSWORD", password)
-            .output()
-            .unwrap()
-    };
+    let export = |password: &str| bus.export_p12(PORTAL, &out, password);
     let empty = export("");
     assert!(!empty.status.success(), "exported a key without a password");
     assert!(stderr(&empty).contains("password"), "{}", stderr(&empty));

@@ -10,7 +10,8 @@ use rusqlite::params;
 use serde_json::Value;
 
 use crate::agency::{AdapterError, Agency};
-use crate::link::{Link, expect};
+use crate::link::{Leased, Link, expect};
+use crate::runner::InboxHandler;
 
 pub struct HrReader {
     pub link: Link,
@@ -110,12 +111,8 @@ impl HrReader {
         let msgs = self.link.pull(100, wait).await?;
         let mut out = Vec::new();
         for m in msgs {
-            self.link.outbox.conn().execute(
-                "INSERT OR IGNORE INTO diterima (id, type, event) VALUES (?1, ?2, ?3)",
-                params![m.id.to_string(), m.type_, m.data.to_string()],
-            )?;
-            self.link.ack(m.id).await?;
-            out.push((m.type_, m.data));
+            out.push((m.type_.clone(), m.data.clone()));
+            self.handle(m).await?;
         }
         Ok(out)
     }
@@ -129,5 +126,28 @@ impl HrReader {
             .filter_map(Result::ok)
             .filter_map(|s| serde_json::from_str(&s).ok())
             .collect())
+    }
+}
+
+/// The attendance feed HR follows when it runs as its own process.
+const ATTENDANCE: &str = "eabsen.kehadiran.tercatat";
+
+impl InboxHandler for HrReader {
+    fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// A population event is kept, then acknowledged.
+    async fn handle(&self, m: Leased) -> Result<(), AdapterError> {
+        self.link.outbox.conn().execute(
+            "INSERT OR IGNORE INTO diterima (id, type, event) VALUES (?1, ?2, ?3)",
+            params![m.id.to_string(), m.type_, m.data.to_string()],
+        )?;
+        self.link.ack(m.id).await
+    }
+
+    /// After each poll, the attendance feed is read on from HR's cursor.
+    async fn after_poll(&self) -> Result<(), AdapterError> {
+        self.read_feed(ATTENDANCE, 100, 10).await.map(drop)
     }
 }

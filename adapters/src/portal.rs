@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::agency::{AdapterError, Agency, envelope};
-use crate::link::Link;
+use crate::link::{Leased, Link};
+use crate::runner::InboxHandler;
 
 pub struct Portal {
     pub link: Link,
@@ -58,37 +59,15 @@ impl Portal {
         Ok(id)
     }
 
-    /// Forwards queued requests and takes status notices from the inbox.
+    /// Forwards queued requests and takes status notices from the inbox; returns them.
     pub async fn sync(&self, wait: Duration) -> Result<Vec<Value>, AdapterError> {
-        if let Err(e) = self.link.flush().await {
-            tracing::warn!(error = %e, "bus unreachable; requests stay in the outbox");
-        }
+        self.link.flush_or_keep().await;
         let mut notices = Vec::new();
         for m in self.link.pull(50, wait).await? {
             if m.type_ == "layanan.status" {
-                let d = &m.data;
-                self.link.outbox.conn().execute(
-                    "UPDATE permohonan SET status = ?2, nomor_registrasi = ?3, catatan = ?4 WHERE id = ?1",
-                    params![
-                        d["permohonan_id"].as_str(),
-                        d["status"].as_str(),
-                        d["nomor_registrasi"].as_str(),
-                        d["catatan"].as_str()
-                    ],
-                )?;
-                self.link.trace.hop(
-                    &m.source,
-                    Self::MEMBER,
-                    &m.type_,
-                    &format!(
-                        "{} {}",
-                        d["layanan"].as_str().unwrap_or_default(),
-                        d["status"].as_str().unwrap_or_default()
-                    ),
-                );
                 notices.push(m.data.clone());
             }
-            self.link.ack(m.id).await?;
+            self.handle(m).await?;
         }
         Ok(notices)
     }
@@ -106,4 +85,88 @@ impl Portal {
             )
             .optional()?)
     }
+}
+
+impl InboxHandler for Portal {
+    fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// A status notice updates what the citizen sees; anything else is acknowledged.
+    async fn handle(&self, m: Leased) -> Result<(), AdapterError> {
+        if m.type_ == "layanan.status" {
+            let d = &m.data;
+            self.link.outbox.conn().execute(
+                "UPDATE permohonan SET status = ?2, nomor_registrasi = ?3, catatan = ?4 WHERE id = ?1",
+                params![
+                    d["permohonan_id"].as_str(),
+                    d["status"].as_str(),
+                    d["nomor_registrasi"].as_str(),
+                    d["catatan"].as_str()
+                ],
+            )?;
+            let layanan = d["layanan"].as_str().unwrap_or_default();
+            let status = d["status"].as_str().unwrap_or_default();
+            let what = format!("{layanan} {status}");
+            self.link
+                .trace
+                .hop(&m.source, Self::MEMBER, &m.type_, &what);
+        }
+        self.link.ack(m.id).await
+    }
+}
+
+/// The portal application's way in, on a loopback address of the portal's host (`[portal]
+/// listen`): `POST /permohonan` with `{"nik", "layanan", …the service's fields}` queues a
+/// request and answers 202 `{"id"}`; `GET /permohonan/{id}` answers `{"id", "status"}`
+/// (`dikirim` until Dukcapil's first notice). The bus checks each request's fields when it
+/// arrives; one it refuses is kept in the outbox with the reason (health: `rejected`).
+pub fn intake(portal: std::sync::Arc<Portal>) -> axum::Router {
+    use axum::extract::{Path, State};
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use std::sync::Arc;
+
+    async fn file(
+        State(p): State<Arc<Portal>>,
+        body: axum::body::Bytes,
+    ) -> axum::response::Response {
+        let Ok(Value::Object(mut data)) = serde_json::from_slice::<Value>(&body) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                "a JSON object: {\"nik\", \"layanan\", …}\n",
+            )
+                .into_response();
+        };
+        let text = |v: Option<Value>| v.and_then(|v| v.as_str().map(str::to_owned));
+        let (Some(nik), Some(layanan)) = (text(data.remove("nik")), text(data.remove("layanan")))
+        else {
+            return (StatusCode::BAD_REQUEST, "nik and layanan are required\n").into_response();
+        };
+        match p.ajukan(&nik, &layanan, Value::Object(data)) {
+            Ok(id) => (StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response(),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        }
+    }
+
+    async fn status(
+        State(p): State<Arc<Portal>>,
+        Path(id): Path<String>,
+    ) -> axum::response::Response {
+        let found = Uuid::parse_str(&id).ok().map(|id| (id, p.status(id)));
+        match found {
+            Some((id, Ok(Some(status)))) => {
+                axum::Json(json!({ "id": id, "status": status })).into_response()
+            }
+            Some((_, Err(e))) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()
+            }
+            _ => (StatusCode::NOT_FOUND, "no such request\n").into_response(),
+        }
+    }
+
+    axum::Router::new()
+        .route("/permohonan", axum::routing::post(file))
+        .route("/permohonan/{id}", axum::routing::get(status))
+        .with_state(portal)
 }

@@ -134,6 +134,9 @@ struct RawType {
     kind: Kind,
     schema: String,
     response_schema: Option<String>,
+    /// Other versions of the type's schema, accepted when an event names one in `dataschema`.
+    #[serde(default)]
+    other_schemas: Vec<String>,
     #[serde(default)]
     producers: Vec<String>,
     #[serde(default)]
@@ -229,6 +232,9 @@ pub struct TypeDef {
     pub kind: Kind,
     pub schema: Arc<Schema>,
     pub response_schema: Option<Arc<Schema>>,
+    /// Other versions of the schema (a v2 served alongside v1): an event chooses one by
+    /// naming it in `dataschema`; one that names none is checked against `schema`.
+    pub other_schemas: Vec<Arc<Schema>>,
     pub producers: Acl,
     pub consumers: Acl,
     /// Consumers expanded to concrete members, in registry order: an event's inbox fan-out
@@ -240,9 +246,20 @@ pub struct TypeDef {
 }
 
 impl TypeDef {
-    /// True if `dataschema` names this type's request schema (by id or by `$id`).
-    pub fn matches_schema(&self, dataschema: &str) -> bool {
-        self.schema.id == dataschema || self.schema.uri.as_deref() == Some(dataschema)
+    /// The schema an event is checked against: the one its `dataschema` names (by id or by
+    /// `$id`), or the type's own when it names none. `None`: it names one the type does not
+    /// accept.
+    pub fn schema_for(&self, dataschema: Option<&str>) -> Option<&Arc<Schema>> {
+        let Some(ds) = dataschema else {
+            return Some(&self.schema);
+        };
+        self.schemas()
+            .find(|s| s.id == ds || s.uri.as_deref() == Some(ds))
+    }
+
+    /// Every version of the type's schema, its own first.
+    pub fn schemas(&self) -> impl Iterator<Item = &Arc<Schema>> {
+        std::iter::once(&self.schema).chain(&self.other_schemas)
     }
 }
 
@@ -419,6 +436,11 @@ impl Registry {
             };
             let schema = schema_of(&t.schema);
             let response_schema = t.response_schema.as_deref().and_then(&mut schema_of);
+            let other_schemas: Vec<Arc<Schema>> = t
+                .other_schemas
+                .iter()
+                .filter_map(|id| schema_of(id))
+                .collect();
             match t.kind {
                 Kind::Query if t.provider.is_none() || t.response_schema.is_none() => errors.push(
                     format!("{ctx}: a query needs a provider and a response_schema"),
@@ -461,6 +483,7 @@ impl Registry {
                 kind: t.kind,
                 schema,
                 response_schema,
+                other_schemas,
                 producers,
                 consumers,
                 subscribers,

@@ -74,6 +74,16 @@ impl Schema {
                     let name = property.as_str().unwrap_or_default();
                     FieldError::new(format!("{path}/{}", pointer_token(name)), "is required")
                 }
+                ValidationErrorKind::AdditionalProperties { unexpected } => {
+                    // Each field that is not allowed, by its own pointer.
+                    for name in unexpected {
+                        let pointer = format!("{path}/{}", pointer_token(name));
+                        verdict
+                            .errors
+                            .push(FieldError::new(pointer, "is not allowed here"));
+                    }
+                    continue;
+                }
                 ValidationErrorKind::Format { format } => {
                     let reasons = match (Format::from_name(format), err.instance().as_str()) {
                         (Some(f), Some(s)) => f.check(s).err().unwrap_or_default().join("; "),

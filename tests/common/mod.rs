@@ -380,6 +380,18 @@ impl Bus {
         out
     }
 
+    /// `simpul certs export <member> --p12 <out>` with `password` (SIMPUL_P12_PASSWORD).
+    pub fn export_p12(&self, member: &str, out: &Path, password: &str) -> std::process::Output {
+        self.simpul()
+            .args(["certs", "export", member, "--p12"])
+            .arg(out)
+            .arg("--dir")
+            .arg(self.certs())
+            .env("SIMPUL_P12_PASSWORD", password)
+            .output()
+            .unwrap()
+    }
+
     pub fn simpul(&self) -> Command {
         let mut c = Command::new(bin());
         c.current_dir(repo());

@@ -2,7 +2,7 @@
 //! every error is reported at once, each named by its key, as the registry's are.
 //!
 //! ```toml
-//! agency = "eabsen"                     # siak, sipanse or eabsen
+//! agency = "eabsen"                     # siak, sipanse, eabsen, portal or hr
 //! bus = ["https://bus-1:8443", "https://bus-2:8443"]   # one address, or the nodes of one bus
 //! state_dir = "state"                   # the outbox and the id key: back it up
 //! health = "127.0.0.1:9470"             # GET /healthz, loopback only
@@ -32,6 +32,8 @@ pub enum AgencyKind {
     Siak,
     Sipanse,
     Eabsen,
+    Portal,
+    Hr,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,14 @@ struct Raw {
     siak: Option<RawSimulated>,
     sipanse: Option<RawSimulated>,
     eabsen: Option<RawEabsen>,
+    portal: Option<RawPortal>,
+}
+
+/// The portal: where its application files requests (loopback only).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPortal {
+    listen: String,
 }
 
 fn default_health() -> String {
@@ -127,6 +137,10 @@ pub enum Native {
     /// An agency system's simulator, in its database file.
     Simulator(PathBuf),
     Eabsen(EabsenSide),
+    /// The portal application's intake address.
+    Portal(SocketAddr),
+    /// HR keeps what it receives in its state directory: no other side.
+    None,
 }
 
 #[derive(Debug, Clone)]
@@ -169,19 +183,7 @@ fn check(raw: Raw, base: &Path) -> Result<Config, Vec<String>> {
             errors.push(format!("bus[{i}]: {b:?} is not an https:// address"));
         }
     }
-    let health = match raw.health.parse::<SocketAddr>() {
-        Ok(a) if a.ip().is_loopback() => Some(a),
-        Ok(a) => {
-            errors.push(format!(
-                "health: {a} is not a loopback address (the health endpoint is for this host only)"
-            ));
-            None
-        }
-        Err(e) => {
-            errors.push(format!("health: {:?}: {e}", raw.health));
-            None
-        }
-    };
+    let health = loopback("health", &raw.health, &mut errors);
     let (cert, key, ca) = (at(&raw.certs.cert), at(&raw.certs.key), at(&raw.certs.ca));
     for (name, p) in [
         ("certs.cert", &cert),
@@ -207,21 +209,18 @@ fn check(raw: Raw, base: &Path) -> Result<Config, Vec<String>> {
         (AgencyKind::Siak, raw.siak.is_some()),
         (AgencyKind::Sipanse, raw.sipanse.is_some()),
         (AgencyKind::Eabsen, raw.eabsen.is_some()),
+        (AgencyKind::Portal, raw.portal.is_some()),
     ];
     for (k, there) in present {
         if there && k != raw.agency {
-            errors.push(format!(
-                "[{}]: this configuration is for {}",
-                name(k),
-                name(raw.agency)
-            ));
+            let (k, agency) = (name(k), name(raw.agency));
+            errors.push(format!("[{k}]: this configuration is for {agency}"));
         }
     }
-    if !present.iter().any(|(k, there)| *there && *k == raw.agency) {
-        errors.push(format!(
-            "[{}]: missing: the agency system's side",
-            name(raw.agency)
-        ));
+    let needs_section = raw.agency != AgencyKind::Hr;
+    if needs_section && !present.iter().any(|(k, there)| *there && *k == raw.agency) {
+        let agency = name(raw.agency);
+        errors.push(format!("[{agency}]: missing: the agency system's side"));
     }
     let native = match raw.agency {
         AgencyKind::Siak => raw.siak.map(|s| Native::Simulator(at(&s.simulator))),
@@ -229,6 +228,10 @@ fn check(raw: Raw, base: &Path) -> Result<Config, Vec<String>> {
         AgencyKind::Eabsen => raw
             .eabsen
             .and_then(|e| eabsen(e, &mut errors).map(Native::Eabsen)),
+        AgencyKind::Portal => raw
+            .portal
+            .and_then(|p| loopback("portal.listen", &p.listen, &mut errors).map(Native::Portal)),
+        AgencyKind::Hr => Some(Native::None),
     };
     match (errors.is_empty(), health, native) {
         (true, Some(health), Some(native)) => Ok(Config {
@@ -305,4 +308,21 @@ fn eabsen(raw: RawEabsen, errors: &mut Vec<String>) -> Option<EabsenSide> {
             .map(|p| (p.pin, p.nip, p.unit))
             .collect(),
     })
+}
+
+/// A loopback address (an endpoint for this host only), or the error naming `key`.
+fn loopback(key: &str, value: &str, errors: &mut Vec<String>) -> Option<SocketAddr> {
+    match value.parse::<SocketAddr>() {
+        Ok(a) if a.ip().is_loopback() => Some(a),
+        Ok(a) => {
+            errors.push(format!(
+                "{key}: {a} is not a loopback address (for this host only)"
+            ));
+            None
+        }
+        Err(e) => {
+            errors.push(format!("{key}: {value:?}: {e}"));
+            None
+        }
+    }
 }

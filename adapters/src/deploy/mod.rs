@@ -10,7 +10,6 @@
 pub mod config;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::Json;
@@ -20,7 +19,9 @@ use tokio::sync::watch;
 
 use crate::agency::{AdapterError, Agency};
 use crate::eabsen::{EabsenAdapter, EabsenConfig, iclock};
+use crate::hr::HrReader;
 use crate::link::Link;
+use crate::portal::Portal;
 use crate::runner::{self, InboxHandler};
 use crate::siak::simulator::SiakSimulator;
 use crate::siak::{SiakAdapter, SiakConfig};
@@ -64,8 +65,21 @@ pub async fn run(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), Adapter
                 a.set_pegawai(pin, nip, unit)?;
             }
             let devices = side.devices.iter().cloned().collect();
-            let lan = (side.listen, iclock::router(a.clone(), devices));
+            let lan = (side.listen, iclock::router(a.clone(), devices), "terminals");
             serve(a, &cfg, stop, Some(lan)).await
+        }
+        (AgencyKind::Portal, Native::Portal(addr)) => {
+            let p = Arc::new(Portal::new(link::<Portal>(&cfg)?)?);
+            let intake = (
+                *addr,
+                crate::portal::intake(p.clone()),
+                "portal application",
+            );
+            serve(p, &cfg, stop, Some(intake)).await
+        }
+        (AgencyKind::Hr, Native::None) => {
+            let hr = HrReader::new(link::<HrReader>(&cfg)?)?;
+            serve(Arc::new(hr), &cfg, stop, None).await
         }
         _ => Err(AdapterError::Protocol(
             "the configuration's native side is not this agency's".into(),
@@ -91,7 +105,7 @@ async fn serve<A: InboxHandler>(
     a: Arc<A>,
     cfg: &Config,
     stop: watch::Receiver<bool>,
-    lan: Option<(SocketAddr, axum::Router)>,
+    native: Option<(SocketAddr, axum::Router, &str)>,
 ) -> Result<(), AdapterError> {
     let mut tasks = Vec::new();
     let bound = |addr: SocketAddr, what: &str| {
@@ -114,9 +128,9 @@ async fn serve<A: InboxHandler>(
         health_router(a.clone()),
         stop.clone(),
     )));
-    if let Some((addr, router)) = lan {
-        let listener = bound(addr, "eabsen.listen").await?;
-        println!("terminals push to http://{}/iclock/", local(&listener)?);
+    if let Some((addr, router, who)) = native {
+        let listener = bound(addr, who).await?;
+        println!("{who} on http://{}/", local(&listener)?);
         tasks.push(tokio::spawn(until(listener, router, stop.clone())));
     }
     tracing::info!(adapter = A::NAME, member = A::MEMBER, bus = ?cfg.bus, state = %cfg.state_dir.display(), "adapter running");
@@ -163,9 +177,4 @@ fn health_router<A: InboxHandler>(a: Arc<A>) -> axum::Router {
             }
         }),
     )
-}
-
-/// `simpul adapter check`: the configuration at `path`, checked without connecting.
-pub fn check(path: &Path) -> Result<Config, config::ConfigError> {
-    Config::load(path)
 }

@@ -50,6 +50,9 @@ pub struct ImportReport {
     pub errors: Vec<LineError>,
 }
 
+/// Mobile check-ins go out under v2 of the attendance schema, which carries the photo hash.
+pub const CHECK_IN_SCHEMA: &str = "urn:simpul:schema:eabsen.kehadiran.tercatat.v2";
+
 pub struct EabsenAdapter {
     pub config: EabsenConfig,
     pub link: Link,
@@ -215,7 +218,8 @@ impl EabsenAdapter {
     }
 
     /// A mobile check-in: `{"nip", "waktu" (RFC 3339 with zone), "lat", "lon", "foto_sha256"}`.
-    /// The photo itself stays on the phone service; its hash is kept locally as evidence.
+    /// The photo itself stays on the phone service; its hash is kept locally as evidence and
+    /// sent with the event, under v2 of the attendance schema ([`CHECK_IN_SCHEMA`]).
     pub fn check_in(&self, c: &Value) -> Result<bool, AdapterError> {
         let mut p = crate::agency::Problems::default();
         let nip = c["nip"].as_str().unwrap_or_default();
@@ -247,14 +251,15 @@ impl EabsenAdapter {
             .unwrap_or_default();
         let data = json!({
             "nip": nip, "waktu": waktu, "sumber": "mobile",
-            "lokasi": { "lat": lat, "lon": lon },
+            "lokasi": { "lat": lat, "lon": lon }, "foto_sha256": foto,
         });
-        let ev = envelope(
+        let mut ev = envelope(
             self.link.ids.derive(&["eabsen.kehadiran", nip, &waktu]),
             "eabsen.kehadiran.tercatat",
             data,
             None,
         );
+        ev["dataschema"] = json!(CHECK_IN_SCHEMA);
         let new = self.record(&ev, Some(foto))? && self.link.queue(&ev)?;
         self.link.trace.hop(
             Self::MEMBER,

@@ -229,7 +229,7 @@ pub fn document(registry: &Registry, max_wait: std::time::Duration) -> Value {
     let mut types: Vec<_> = registry.types().collect();
     types.sort_by(|a, b| a.name.cmp(&b.name));
     for t in types {
-        for s in std::iter::once(&t.schema).chain(t.response_schema.as_ref()) {
+        for s in t.schemas().chain(t.response_schema.as_ref()) {
             let mut raw = s.raw.clone();
             if let Some(o) = raw.as_object_mut() {
                 o.remove("$schema");
@@ -245,7 +245,7 @@ pub fn document(registry: &Registry, max_wait: std::time::Duration) -> Value {
                     "type": "object",
                     "properties": {
                         "type": { "const": t.name },
-                        "data": { "$ref": format!("#/components/schemas/{}", t.schema.id) }
+                        "data": data_of(t)
                     }
                 }
             ]
@@ -369,4 +369,16 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
               (status = "4XX", response = ProblemResponse)))]
 async fn openapi_json(_peer: crate::identity::Peer, doc: Arc<Value>) -> Response {
     axum::Json(doc.as_ref().clone()).into_response()
+}
+
+/// A type's `data`: its schema, or any of its versions when it has several.
+fn data_of(t: &crate::registry::TypeDef) -> Value {
+    let refs: Vec<Value> = t
+        .schemas()
+        .map(|s| json!({ "$ref": format!("#/components/schemas/{}", s.id) }))
+        .collect();
+    match <[Value; 1]>::try_from(refs) {
+        Ok([one]) => one,
+        Err(refs) => json!({ "anyOf": refs }),
+    }
 }

@@ -26,7 +26,9 @@ pub async fn list(State(st): State<SharedState>, _peer: Peer) -> Json<Value> {
                 .registry
                 .types()
                 .filter(|t| {
-                    t.schema.id == s.id || t.response_schema.as_ref().is_some_and(|r| r.id == s.id)
+                    t.schemas()
+                        .chain(t.response_schema.as_ref())
+                        .any(|x| x.id == s.id)
                 })
                 .map(|t| t.name.as_str())
                 .collect();

@@ -35,6 +35,8 @@ pub struct Prepared {
 pub struct Checked {
     pub env: Envelope,
     pub def: Arc<TypeDef>,
+    /// The version of the type's schema the event was checked against.
+    pub schema: Arc<crate::schema::Schema>,
     pub recipients: Vec<MemberId>,
     pub warnings: Vec<FieldError>,
 }
@@ -52,7 +54,7 @@ pub fn prepare(
     if let Some(cert) = cert {
         check_signature(&c.env.attrs, cert)?;
     }
-    let identifiers = subjects::identifiers(&c.def.schema.subjects, c.env.data());
+    let identifiers = subjects::identifiers(&c.schema.subjects, c.env.data());
     let time = c.env.attrs.get("time").and_then(Value::as_str);
     let time = time.unwrap_or_default().to_owned();
     // Stored in its RFC 8785 form: serialised once, and the very bytes its receipt signs.
@@ -130,19 +132,18 @@ pub fn check(reg: &Registry, value: Value, sender: Option<&MemberId>) -> Result<
             def.name
         )));
     }
-    if let Some(ds) = &env.dataschema
-        && !def.matches_schema(ds)
-    {
+    let Some(schema) = def.schema_for(env.dataschema.as_deref()).cloned() else {
+        let accepted: Vec<&str> = def.schemas().map(|s| s.id.as_str()).collect();
         return Err(Refusal::Malformed {
             detail: "dataschema does not match the type".into(),
             errors: vec![FieldError::new(
                 "/dataschema",
-                format!("{} uses schema {}", def.name, def.schema.id),
+                format!("{} uses schema {}", def.name, accepted.join(" or ")),
             )],
         });
-    }
+    };
     let recipients = recipients(reg, def, &env)?;
-    let verdict = def.schema.validate(env.data());
+    let verdict = schema.validate(env.data());
     if !verdict.errors.is_empty() {
         return Err(Refusal::Schema {
             errors: verdict
@@ -160,6 +161,7 @@ pub fn check(reg: &Registry, value: Value, sender: Option<&MemberId>) -> Result<
     Ok(Checked {
         env,
         def: def.clone(),
+        schema,
         recipients,
         warnings,
     })
