@@ -312,6 +312,40 @@ async fn portal_siak_and_hr_run_as_their_own_processes() {
     })
     .await;
     assert!(received, "the request's status did not come back");
+    // A request the bus refuses is never sent, and the portal application learns why.
+    let r = http
+        .post(format!("{intake}/permohonan"))
+        .json(
+            &serde_json::json!({ "nik": NIK, "layanan": "mobil_dukling", "lokasi": "Balai Desa" }),
+        )
+        .send()
+        .await
+        .unwrap();
+    let bad = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!("{intake}/permohonan/{bad}");
+    let now = || async {
+        http.get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let refused = wait_until(Duration::from_secs(30), || async {
+        now().await["status"] == "tidak_terkirim"
+    })
+    .await;
+    let answer = now().await;
+    assert!(refused, "{answer}");
+    let fields = answer["masalah"]["errors"].to_string();
+    assert!(
+        fields.contains("/data/kode_desa") && fields.contains("/data/tanggal"),
+        "{answer}"
+    );
 
     // SIAK's clerk records a death in SIAK (the simulator's database, shared with its process).
     let clerk = adapters::siak::simulator::SiakSimulator::open(&sim).unwrap();

@@ -217,6 +217,18 @@ impl Outbox {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Why the bus refused the event `id`, if it did: its answer, as the bus gave it.
+    pub fn refusal(&self, id: &str) -> Result<Option<String>, OutboxError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT COALESCE(reason, '') FROM outbox WHERE id = ?1 AND state = 2",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     fn pending(&self, max: usize) -> Result<Vec<(i64, Value)>, OutboxError> {
         let conn = self.conn();
         let mut stmt = conn

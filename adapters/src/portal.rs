@@ -120,7 +120,8 @@ impl InboxHandler for Portal {
 /// listen`): `POST /permohonan` with `{"nik", "layanan", …the service's fields}` queues a
 /// request and answers 202 `{"id"}`; `GET /permohonan/{id}` answers `{"id", "status"}`
 /// (`dikirim` until Dukcapil's first notice). The bus checks each request's fields when it
-/// arrives; one it refuses is kept in the outbox with the reason (health: `rejected`).
+/// arrives; one it refuses is `tidak_terkirim`, with the bus's problem (every failing field)
+/// under `masalah`, and counted in the health output's `rejected`.
 pub fn intake(portal: std::sync::Arc<Portal>) -> axum::Router {
     use axum::extract::{Path, State};
     use axum::http::StatusCode;
@@ -155,6 +156,19 @@ pub fn intake(portal: std::sync::Arc<Portal>) -> axum::Router {
     ) -> axum::response::Response {
         let found = Uuid::parse_str(&id).ok().map(|id| (id, p.status(id)));
         match found {
+            // Never sent: the bus refused it (a field its service lacks, say) and said why.
+            Some((id, Ok(Some(status)))) if status == "dikirim" => {
+                match p.link.outbox.refusal(&id.to_string()) {
+                    Ok(Some(why)) => {
+                        let problem: Value = serde_json::from_str(&why).unwrap_or(json!(why));
+                        let body =
+                            json!({ "id": id, "status": "tidak_terkirim", "masalah": problem });
+                        axum::Json(body).into_response()
+                    }
+                    Ok(None) => axum::Json(json!({ "id": id, "status": status })).into_response(),
+                    Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+                }
+            }
             Some((id, Ok(Some(status)))) => {
                 axum::Json(json!({ "id": id, "status": status })).into_response()
             }
