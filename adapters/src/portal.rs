@@ -72,6 +72,26 @@ impl Portal {
         Ok(notices)
     }
 
+    /// What the portal application shows for a request: `{"id", "status"}`, or, for one the
+    /// bus refused and that was never sent, `tidak_terkirim` with the bus's problem under
+    /// `masalah`.
+    pub fn view(&self, id: Uuid) -> Result<Option<Value>, AdapterError> {
+        let Some(status) = self.status(id)? else {
+            return Ok(None);
+        };
+        let refused = match status.as_str() {
+            "dikirim" => self.link.outbox.refusal(&id.to_string())?,
+            _ => None,
+        };
+        Ok(Some(match refused {
+            Some(why) => {
+                let problem: Value = serde_json::from_str(&why).unwrap_or(json!(why));
+                json!({ "id": id, "status": "tidak_terkirim", "masalah": problem })
+            }
+            None => json!({ "id": id, "status": status }),
+        }))
+    }
+
     /// The status the citizen sees for a request.
     pub fn status(&self, id: Uuid) -> Result<Option<String>, AdapterError> {
         Ok(self
@@ -154,27 +174,9 @@ pub fn intake(portal: std::sync::Arc<Portal>) -> axum::Router {
         State(p): State<Arc<Portal>>,
         Path(id): Path<String>,
     ) -> axum::response::Response {
-        let found = Uuid::parse_str(&id).ok().map(|id| (id, p.status(id)));
-        match found {
-            // Never sent: the bus refused it (a field its service lacks, say) and said why.
-            Some((id, Ok(Some(status)))) if status == "dikirim" => {
-                match p.link.outbox.refusal(&id.to_string()) {
-                    Ok(Some(why)) => {
-                        let problem: Value = serde_json::from_str(&why).unwrap_or(json!(why));
-                        let body =
-                            json!({ "id": id, "status": "tidak_terkirim", "masalah": problem });
-                        axum::Json(body).into_response()
-                    }
-                    Ok(None) => axum::Json(json!({ "id": id, "status": status })).into_response(),
-                    Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-                }
-            }
-            Some((id, Ok(Some(status)))) => {
-                axum::Json(json!({ "id": id, "status": status })).into_response()
-            }
-            Some((_, Err(e))) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()
-            }
+        match Uuid::parse_str(&id).ok().map(|id| p.view(id)) {
+            Some(Ok(Some(view))) => axum::Json(view).into_response(),
+            Some(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
             _ => (StatusCode::NOT_FOUND, "no such request\n").into_response(),
         }
     }
