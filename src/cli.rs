@@ -81,6 +81,12 @@ enum Command {
         #[command(subcommand)]
         command: crate::adapter::AdapterCommand,
     },
+    /// An agency system's simulator as its own process, serving its native interface over
+    /// HTTP (SIAK's web service, SIPANSE's API, a terminal pushing to e-absen), until SIGTERM.
+    Simulate {
+        #[command(subcommand)]
+        command: crate::adapter::SimulateCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -248,6 +254,7 @@ impl Cli {
             Command::Receipt { command } => crate::receipt::run(command),
             Command::Admin(a) => crate::admin::run(*a),
             Command::Adapter { command } => crate::adapter::run(command),
+            Command::Simulate { command } => crate::adapter::simulate(command),
             Command::Demo(a) => {
                 let rt = tokio::runtime::Runtime::new()?;
                 let trace = adapters::trace::Trace::printing();

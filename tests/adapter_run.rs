@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::process::Running;
 use common::*;
 
 const SN: &str = "CKJD201960001";
@@ -95,6 +96,64 @@ fn a_configuration_is_checked_as_a_whole_before_anything_starts() {
     let out = simpul(&["adapter", "run", "siak", "--config", good.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("configures the Eabsen adapter"));
+}
+
+/// The agency system's side: an address with the agency's whole account, or a simulator, and
+/// never the password in what is printed.
+#[test]
+fn an_agency_systems_address_and_account_are_checked_too() {
+    let bus = Bus::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let check = |agency: &str, member: &str, native: &str| {
+        let c = bus.certs();
+        let text = format!(
+            "agency = \"{agency}\"\nbus = \"{}\"\nstate_dir = \"s\"\n\n[certs]\n\
+             cert = \"{c}/members/{member}.pem\"\nkey = \"{c}/members/{member}.key\"\nca = \"{c}/ca.pem\"\n\n{native}",
+            bus.base,
+            c = c.display()
+        );
+        let path = dir.path().join(format!("{agency}.toml"));
+        std::fs::write(&path, text).unwrap();
+        simpul(&["adapter", "check", "--config", path.to_str().unwrap()])
+    };
+    let out = check(
+        "siak",
+        "GOV_dukcapil",
+        "[siak]\nurl = \"ftp://dukcapil\"\nuser_id = \"diskominfo\"\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for want in [
+        "2 error(s)",
+        "siak.url: \"ftp://dukcapil\" is not an http(s):// address",
+        "siak.password: missing",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    let out = check(
+        "sipanse",
+        "GOV_dpmptsp",
+        "[sipanse]\nurl = \"http://sipanse\"\nsimulator = \"s.db\"\nip_user = \"10.0.0.1\"\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "sipanse.ip_user: only SIAK's web service asks for it",
+        "sipanse: name either url or simulator, not both",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    let out = check(
+        "sipanse",
+        "GOV_dpmptsp",
+        "[sipanse]\nurl = \"https://sipanse.kota.go.id\"\nuser_id = \"u\"\npassword = \"Rahasia-7\"\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = format!("{out:?}");
+    assert!(!said.contains("Rahasia-7"), "{said}");
 }
 
 /// The example configurations are valid where the development PKI is (`certs/` beside
@@ -202,60 +261,6 @@ async fn the_adapter_runs_from_its_configuration_and_stops_gracefully() {
     assert!(String::from_utf8_lossy(&status.stderr).contains("adapter stopped"));
 }
 
-/// An adapter process from `config` (written beside its state), with the addresses it printed.
-struct Running {
-    child: Child,
-    addrs: std::collections::HashMap<String, String>,
-}
-
-impl Running {
-    fn start(
-        bus: &Bus,
-        dir: &Path,
-        agency: &str,
-        member: &str,
-        native: &str,
-        want: &[&str],
-    ) -> Running {
-        let file = member.replace('/', "_");
-        let certs = bus.certs();
-        let text = format!(
-            "agency = \"{agency}\"\nbus = \"{}\"\nstate_dir = \"{agency}\"\nhealth = \"127.0.0.1:0\"\n\n\
-             [certs]\ncert = \"{c}/members/{file}.pem\"\nkey = \"{c}/members/{file}.key\"\nca = \"{c}/ca.pem\"\n\n{native}",
-            bus.base,
-            c = certs.display(),
-        );
-        let cfg = dir.join(format!("{agency}.toml"));
-        std::fs::write(&cfg, text).unwrap();
-        let mut child = Command::new(bin())
-            .args(["adapter", "run", agency, "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut addrs = std::collections::HashMap::new();
-        while !want.iter().all(|w| addrs.contains_key(*w)) {
-            let line = lines
-                .next()
-                .expect("the adapter ended before listening")
-                .unwrap();
-            if let Some((who, url)) = line.split_once(" on ") {
-                addrs.insert(who.to_owned(), url.trim_end_matches('/').to_owned());
-            }
-        }
-        Running { child, addrs }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The portal, SIAK and HR as three processes beside the bus: a citizen's request filed at
 /// the portal is registered in SIAK and its status comes back; a death SIAK's clerk records
 /// reaches HR.
@@ -265,7 +270,7 @@ async fn portal_siak_and_hr_run_as_their_own_processes() {
     let dir = tempfile::tempdir().unwrap();
     let sim = dir.path().join("siak-simulator.db");
     let siak_native = format!("[siak]\nsimulator = \"{}\"\n", sim.display());
-    let _siak = Running::start(
+    let _siak = Running::adapter(
         &bus,
         dir.path(),
         "siak",
@@ -273,7 +278,7 @@ async fn portal_siak_and_hr_run_as_their_own_processes() {
         &siak_native,
         &["health"],
     );
-    let portal = Running::start(
+    let portal = Running::adapter(
         &bus,
         dir.path(),
         "portal",
@@ -281,7 +286,7 @@ async fn portal_siak_and_hr_run_as_their_own_processes() {
         "[portal]\nlisten = \"127.0.0.1:0\"\n",
         &["health", "portal application"],
     );
-    let _hr = Running::start(&bus, dir.path(), "hr", HR, "", &["health"]);
+    let _hr = Running::adapter(&bus, dir.path(), "hr", HR, "", &["health"]);
     let http = reqwest::Client::new();
     let intake = &portal.addrs["portal application"];
 

@@ -92,12 +92,20 @@ pub trait ChangeLog: InboxHandler {
     const CURSOR: &'static str;
 
     /// Entries after `after`, oldest first, at most `max`.
-    fn entries(&self, after: i64, max: usize) -> Result<Vec<Self::Entry>, AdapterError>;
+    fn entries(
+        &self,
+        after: i64,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<Self::Entry>, AdapterError>> + Send;
     fn seq(entry: &Self::Entry) -> i64;
     /// How an entry is named when it is set aside: an id (`siak.log/12`) and its kind.
     fn named(entry: &Self::Entry) -> (String, String);
     /// The event or message the entry becomes; `None` when it is nothing to send.
-    fn map(&self, entry: &Self::Entry) -> Result<Option<Value>, AdapterError>;
+    /// Async, because mapping may look the person up in the agency system.
+    fn map(
+        &self,
+        entry: &Self::Entry,
+    ) -> impl Future<Output = Result<Option<Value>, AdapterError>> + Send;
 }
 
 /// Reads the log from the stored cursor, queues one event per entry (ids derived from the
@@ -108,12 +116,12 @@ pub async fn publish<L: ChangeLog>(l: &L) -> Result<usize, AdapterError> {
     let mut after = link.cursor(L::CURSOR)?;
     let mut queued = 0;
     loop {
-        let batch = l.entries(after, LOG_PAGE)?;
+        let batch = l.entries(after, LOG_PAGE).await?;
         if batch.is_empty() {
             break;
         }
         for entry in batch {
-            match l.map(&entry) {
+            match l.map(&entry).await {
                 Ok(Some(ev)) if link.queue(&ev)? => {
                     queued += 1;
                     let to = ev["to"].as_str().unwrap_or("subscribers");

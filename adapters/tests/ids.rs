@@ -11,7 +11,7 @@ use adapters::eabsen::simulator::PEGAWAI;
 use adapters::eabsen::{EabsenAdapter, EabsenConfig, attlog};
 use adapters::link::Link;
 use adapters::siak::simulator::{SiakSimulator, seed};
-use adapters::siak::{SiakAdapter, SiakConfig, SiakSystem};
+use adapters::siak::{SiakAdapter, SiakConfig};
 use adapters::sipanse::{SipanseAdapter, StatusChange, notice};
 use adapters::trace::Trace;
 use bus::identity::MemberId;
@@ -140,13 +140,17 @@ fn siak_and_sipanse_ids_are_keyed_too() {
     sim.catat_kematian(seed::SITI, "20-11-2026", "RSUD", "AKTA-2")
         .unwrap();
     let entry = sim.log_perubahan(0, 10).unwrap().remove(0);
+    // Mapping a death looks the person up in SIAK, which is async (a network call in production).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let siak_id = |dir: &Path, outbox: &str| {
         let s = SiakAdapter::new(
             SiakConfig::default(),
             sim.clone(),
             link(certs.path(), SiakAdapter::MEMBER, &dir.join(outbox)),
         );
-        id_of(&s.map_change(&entry).unwrap())
+        id_of(&rt.block_on(s.map_change(&entry)).unwrap())
     };
     let id = siak_id(a.path(), "siak.db");
     assert_eq!(siak_id(a.path(), "siak.db"), id);

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use adapters::eabsen::attlog;
 use adapters::eabsen::simulator::EabsenSimulator;
 use adapters::siak::SiakAdapter;
-use adapters::siak::SiakSystem;
 use adapters::siak::mapping::penduduk;
 use adapters::siak::simulator::{SiakSimulator, seed};
 use adapters::{Agency, Declared};

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 pub mod amqp;
 pub mod pg;
+pub mod process;
 pub mod raw;
 
 use bus::client::{Answer, Client};

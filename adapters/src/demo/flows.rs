@@ -16,7 +16,6 @@ use crate::link::{Link, expect};
 use crate::portal::Portal;
 use crate::siak::simulator::{SiakSimulator, seed};
 use crate::sipanse::SipanseAdapter;
-use crate::sipanse::SipanseSystem;
 use crate::sipanse::simulator::SipanseSimulator;
 use crate::trace::Trace;
 

@@ -16,6 +16,10 @@
 //! listen = "0.0.0.0:8081"               # where the office's terminals push (plain HTTP, LAN)
 //! ```
 //!
+//! SIAK and SIPANSE name their system's address and the agency's account there
+//! (`[siak] url = "https://…/dukcapil/get_json/DISKOMINFO"`, `user_id`, `password`, `ip_user`),
+//! or, for a trial, `simulator = "siak.db"` to run the simulator inside the adapter.
+//!
 //! Relative paths are taken from the configuration file's directory.
 
 use std::collections::HashSet;
@@ -52,8 +56,8 @@ struct Raw {
     #[serde(default = "default_health")]
     health: String,
     certs: RawCerts,
-    siak: Option<RawSimulated>,
-    sipanse: Option<RawSimulated>,
+    siak: Option<RawNative>,
+    sipanse: Option<RawNative>,
     eabsen: Option<RawEabsen>,
     portal: Option<RawPortal>,
 }
@@ -84,12 +88,17 @@ struct RawCerts {
     ca: PathBuf,
 }
 
-/// SIAK and SIPANSE: until the adapters reach the agency systems over the network, the native
-/// side is the simulator's database.
+/// SIAK and SIPANSE: the agency system's address and the agency's account there, or (for a
+/// demo) the simulator's database, run inside the adapter.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawSimulated {
-    simulator: PathBuf,
+struct RawNative {
+    simulator: Option<PathBuf>,
+    url: Option<String>,
+    user_id: Option<String>,
+    password: Option<String>,
+    /// SIAK only: the address Dukcapil has on its allow-list for the agency.
+    ip_user: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,13 +143,35 @@ pub struct Config {
 
 #[derive(Debug, Clone)]
 pub enum Native {
-    /// An agency system's simulator, in its database file.
+    /// An agency system's simulator, in its database file, run inside the adapter.
     Simulator(PathBuf),
+    /// The agency system over the network (SIAK's web service, SIPANSE's API).
+    Remote(Remote),
     Eabsen(EabsenSide),
     /// The portal application's intake address.
     Portal(SocketAddr),
     /// HR keeps what it receives in its state directory: no other side.
     None,
+}
+
+/// An agency system's address and the agency's account there.
+#[derive(Clone)]
+pub struct Remote {
+    pub url: String,
+    pub user_id: String,
+    pub password: String,
+    pub ip_user: String,
+}
+
+/// Without the password, so that no log or error shows it.
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("url", &self.url)
+            .field("user_id", &self.user_id)
+            .field("ip_user", &self.ip_user)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -223,8 +254,10 @@ fn check(raw: Raw, base: &Path) -> Result<Config, Vec<String>> {
         errors.push(format!("[{agency}]: missing: the agency system's side"));
     }
     let native = match raw.agency {
-        AgencyKind::Siak => raw.siak.map(|s| Native::Simulator(at(&s.simulator))),
-        AgencyKind::Sipanse => raw.sipanse.map(|s| Native::Simulator(at(&s.simulator))),
+        AgencyKind::Siak => raw.siak.and_then(|n| native("siak", n, base, &mut errors)),
+        AgencyKind::Sipanse => raw
+            .sipanse
+            .and_then(|n| native("sipanse", n, base, &mut errors)),
         AgencyKind::Eabsen => raw
             .eabsen
             .and_then(|e| eabsen(e, &mut errors).map(Native::Eabsen)),
@@ -245,6 +278,63 @@ fn check(raw: Raw, base: &Path) -> Result<Config, Vec<String>> {
             native,
         }),
         _ => Err(errors),
+    }
+}
+
+/// The `[siak]` or `[sipanse]` section: a simulator, or an address with an account.
+fn native(key: &str, raw: RawNative, base: &Path, errors: &mut Vec<String>) -> Option<Native> {
+    let before = errors.len();
+    if key != "siak" && raw.ip_user.is_some() {
+        errors.push(format!(
+            "{key}.ip_user: only SIAK's web service asks for it"
+        ));
+    }
+    match (raw.simulator, raw.url) {
+        (Some(db), None) => {
+            if raw.user_id.is_some() || raw.password.is_some() {
+                errors.push(format!(
+                    "{key}: user_id and password go with url, not with simulator"
+                ));
+            }
+            (errors.len() == before).then(|| Native::Simulator(base.join(db)))
+        }
+        (None, Some(url)) => {
+            let host = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"))
+                .unwrap_or_default();
+            if host.is_empty() || host.starts_with('/') {
+                errors.push(format!("{key}.url: {url:?} is not an http(s):// address"));
+            }
+            let mut needed = |field: &str, v: Option<String>| {
+                let v = v.filter(|v| !v.is_empty());
+                if v.is_none() {
+                    errors.push(format!(
+                        "{key}.{field}: missing: the agency's account at {url}"
+                    ));
+                }
+                v.unwrap_or_default()
+            };
+            let user_id = needed("user_id", raw.user_id);
+            let password = needed("password", raw.password);
+            let ip_user = raw.ip_user.unwrap_or_else(|| "127.0.0.1".into());
+            (errors.len() == before).then_some(Native::Remote(Remote {
+                url,
+                user_id,
+                password,
+                ip_user,
+            }))
+        }
+        (Some(_), Some(_)) => {
+            errors.push(format!("{key}: name either url or simulator, not both"));
+            None
+        }
+        (None, None) => {
+            errors.push(format!(
+                "{key}: name the system's url (with user_id and password), or a simulator"
+            ));
+            None
+        }
     }
 }
 

@@ -8,8 +8,10 @@
 //! error. On stop (SIGTERM, Ctrl-C) it lets the work in hand finish and forwards the outbox.
 
 pub mod config;
+pub mod simulate;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Json;
@@ -24,9 +26,11 @@ use crate::link::Link;
 use crate::portal::Portal;
 use crate::runner::{self, InboxHandler};
 use crate::siak::simulator::SiakSimulator;
-use crate::siak::{SiakAdapter, SiakConfig};
-use crate::sipanse::SipanseAdapter;
+use crate::siak::webservice::{Account, SiakWebService};
+use crate::siak::{SiakAdapter, SiakConfig, SiakSystem};
+use crate::sipanse::api::SipanseApi;
 use crate::sipanse::simulator::SipanseSimulator;
+use crate::sipanse::{SipanseAdapter, SipanseSystem};
 use crate::trace::Trace;
 use config::{AgencyKind, Config, Native};
 
@@ -35,25 +39,38 @@ use config::{AgencyKind, Config, Native};
 pub async fn run(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), AdapterError> {
     std::fs::create_dir_all(&cfg.state_dir)
         .map_err(|e| AdapterError::Native(format!("state_dir {}: {e}", cfg.state_dir.display())))?;
-    let native = |e: std::fmt::Arguments| AdapterError::Native(e.to_string());
-    if let Native::Simulator(db) = &cfg.native
-        && let Some(dir) = db.parent()
-    {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| native(format_args!("simulator {}: {e}", dir.display())))?;
-    }
-    match (&cfg.agency, &cfg.native) {
-        (AgencyKind::Siak, Native::Simulator(db)) => {
-            let sim = SiakSimulator::open_seeded(db)
-                .map_err(|e| native(format_args!("SIAK simulator {}: {e}", db.display())))?;
-            let link = link::<SiakAdapter>(&cfg)?;
-            let a = SiakAdapter::new(SiakConfig::default(), Arc::new(sim), link);
+    match (cfg.agency, &cfg.native) {
+        (AgencyKind::Siak, native) => {
+            let system: Arc<dyn SiakSystem> = match native {
+                Native::Simulator(db) => {
+                    Arc::new(SiakSimulator::open_seeded(&parent_made(db)?).map_err(|e| {
+                        failed(format_args!("SIAK simulator {}: {e}", db.display()))
+                    })?)
+                }
+                Native::Remote(r) => {
+                    let account = Account {
+                        user_id: r.user_id.clone(),
+                        password: r.password.clone(),
+                        ip_user: r.ip_user.clone(),
+                    };
+                    Arc::new(SiakWebService::new(&r.url, account)?)
+                }
+                _ => return Err(mismatch()),
+            };
+            let a = SiakAdapter::new(SiakConfig::default(), system, link::<SiakAdapter>(&cfg)?);
             serve(Arc::new(a), &cfg, stop, None).await
         }
-        (AgencyKind::Sipanse, Native::Simulator(db)) => {
-            let sim = SipanseSimulator::open(db)
-                .map_err(|e| native(format_args!("SIPANSE simulator {}: {e}", db.display())))?;
-            let a = SipanseAdapter::new(Arc::new(sim), link::<SipanseAdapter>(&cfg)?);
+        (AgencyKind::Sipanse, native) => {
+            let system: Arc<dyn SipanseSystem> = match native {
+                Native::Simulator(db) => {
+                    Arc::new(SipanseSimulator::open(&parent_made(db)?).map_err(|e| {
+                        failed(format_args!("SIPANSE simulator {}: {e}", db.display()))
+                    })?)
+                }
+                Native::Remote(r) => Arc::new(SipanseApi::new(&r.url, &r.user_id, &r.password)?),
+                _ => return Err(mismatch()),
+            };
+            let a = SipanseAdapter::new(system, link::<SipanseAdapter>(&cfg)?);
             serve(Arc::new(a), &cfg, stop, None).await
         }
         (AgencyKind::Eabsen, Native::Eabsen(side)) => {
@@ -81,10 +98,25 @@ pub async fn run(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), Adapter
             let hr = HrReader::new(link::<HrReader>(&cfg)?)?;
             serve(Arc::new(hr), &cfg, stop, None).await
         }
-        _ => Err(AdapterError::Protocol(
-            "the configuration's native side is not this agency's".into(),
-        )),
+        _ => Err(mismatch()),
     }
+}
+
+fn failed(e: std::fmt::Arguments) -> AdapterError {
+    AdapterError::Native(e.to_string())
+}
+
+fn mismatch() -> AdapterError {
+    AdapterError::Protocol("the configuration's native side is not this agency's".into())
+}
+
+/// `db`, once its directory exists.
+fn parent_made(db: &Path) -> Result<PathBuf, AdapterError> {
+    if let Some(dir) = db.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| failed(format_args!("simulator {}: {e}", dir.display())))?;
+    }
+    Ok(db.to_owned())
 }
 
 /// The link for agency `A`: its outbox and id key in the state directory, a client per node.

@@ -12,6 +12,7 @@
 pub mod attlog;
 pub mod iclock;
 pub mod simulator;
+pub mod terminal;
 
 use bus::formats::{Format, mask_id};
 use rusqlite::{OptionalExtension, params};

@@ -89,26 +89,61 @@ impl EabsenSimulator {
         rows.collect::<Result<String, _>>().map_err(Into::into)
     }
 
-    /// The next push body: punches not pushed yet (PIN, time, status, verify, workcode and two
-    /// reserved fields), as the device posts them.
+    /// The next push body: punches not pushed yet, as the device posts them, marked pushed at
+    /// once (for an in-process push that cannot be lost on the way).
     pub fn next_push(&self) -> Result<String, DeviceError> {
+        let (body, last) = self.pending()?;
+        if let Some(seq) = last {
+            self.pushed_upto(seq)?;
+        }
+        Ok(body)
+    }
+
+    /// Punches not pushed yet (PIN, time, status, verify, workcode and two reserved fields,
+    /// tab-separated), and the sequence number of the last: the `Stamp` of the upload.
+    pub fn pending(&self) -> Result<(String, Option<i64>), DeviceError> {
         let c = self.db();
         let mut stmt = c.prepare(
-            "SELECT pin, time, status, verify, workcode FROM attlog WHERE pushed = 0 ORDER BY seq",
+            "SELECT seq, pin, time, status, verify, workcode FROM attlog WHERE pushed = 0
+             ORDER BY seq LIMIT 500",
         )?;
-        let body = stmt
-            .query_map([], |r| {
-                Ok(format!(
+        let mut last = None;
+        let mut body = String::new();
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                format!(
                     "{}\t{}\t{}\t{}\t{}\t0\t0\n",
-                    r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(2)?,
                     r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?
-                ))
-            })?
-            .collect::<Result<String, _>>()?;
-        c.execute("UPDATE attlog SET pushed = 1 WHERE pushed = 0", [])?;
-        Ok(body)
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?
+                ),
+            ))
+        })?;
+        for row in rows {
+            let (seq, line) = row?;
+            last = Some(seq);
+            body.push_str(&line);
+        }
+        Ok((body, last))
+    }
+
+    /// The server took the upload up to `seq`.
+    pub fn pushed_upto(&self, seq: i64) -> Result<(), DeviceError> {
+        self.db()
+            .execute("UPDATE attlog SET pushed = 1 WHERE seq <= ?1", [seq])?;
+        Ok(())
+    }
+
+    /// The server's `ATTLOGStamp` from the handshake: it holds everything up to `stamp`
+    /// (`None`: nothing, so everything is sent again).
+    pub fn resume_from(&self, stamp: Option<i64>) -> Result<(), DeviceError> {
+        self.db().execute(
+            "UPDATE attlog SET pushed = (seq <= ?1)",
+            [stamp.unwrap_or(0)],
+        )?;
+        Ok(())
     }
 }

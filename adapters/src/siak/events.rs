@@ -14,8 +14,8 @@ impl ChangeLog for SiakAdapter {
     type Entry = Perubahan;
     const CURSOR: &'static str = CURSOR;
 
-    fn entries(&self, after: i64, max: usize) -> Result<Vec<Perubahan>, AdapterError> {
-        Ok(self.native.log_perubahan(after, max)?)
+    async fn entries(&self, after: i64, max: usize) -> Result<Vec<Perubahan>, AdapterError> {
+        Ok(self.native.log_perubahan(after, max).await?)
     }
 
     fn seq(entry: &Perubahan) -> i64 {
@@ -26,14 +26,14 @@ impl ChangeLog for SiakAdapter {
         (format!("siak.log/{}", entry.seq), entry.jenis.clone())
     }
 
-    fn map(&self, entry: &Perubahan) -> Result<Option<Value>, AdapterError> {
-        self.map_change(entry).map(Some)
+    async fn map(&self, entry: &Perubahan) -> Result<Option<Value>, AdapterError> {
+        self.map_change(entry).await.map(Some)
     }
 }
 
 impl SiakAdapter {
     /// One SIAK change-log entry → the CloudEvent it becomes.
-    pub fn map_change(&self, entry: &Perubahan) -> Result<Value, AdapterError> {
+    pub async fn map_change(&self, entry: &Perubahan) -> Result<Value, AdapterError> {
         let d = &entry.data;
         let id = self
             .link
@@ -59,7 +59,7 @@ impl SiakAdapter {
             }
             "MATI" => {
                 let nik = nik_of(d)?;
-                let (p, _) = self.lookup(&nik)?.ok_or(NativeError::NotFound)?;
+                let (p, _) = self.lookup(&nik).await?.ok_or(NativeError::NotFound)?;
                 let mut pr = Problems::default();
                 let tgl = pr.take(normal::date("TGL_MATI", &d["TGL_MATI"]));
                 let mut data = json!({
@@ -82,7 +82,7 @@ impl SiakAdapter {
             }
             "PINDAH" => {
                 let nik = nik_of(d)?;
-                let (p, _) = self.lookup(&nik)?.ok_or(NativeError::NotFound)?;
+                let (p, _) = self.lookup(&nik).await?.ok_or(NativeError::NotFound)?;
                 let mut pr = Problems::default();
                 let asal = mapping::kode_wilayah(&d["ASAL"], &mut pr);
                 let tujuan = mapping::kode_wilayah(&d["TUJUAN"], &mut pr);

@@ -7,6 +7,7 @@
 mod events;
 pub mod mapping;
 pub mod simulator;
+pub mod webservice;
 
 use std::sync::Arc;
 
@@ -26,6 +27,9 @@ pub enum NativeError {
     Db(#[from] rusqlite::Error),
     #[error("no such record in SIAK")]
     NotFound,
+    /// SIAK's web service could not be reached or refused the call (its `RESPON`).
+    #[error("SIAK web service: {0}")]
+    Service(String),
 }
 
 impl From<NativeError> for AdapterError {
@@ -43,20 +47,23 @@ pub struct Perubahan {
     pub data: Value,
 }
 
-/// SIAK's native interface, as the adapter uses it. The real system is reached through
-/// Dukcapil's web service; [`simulator::SiakSimulator`] implements it for demos and tests.
+/// SIAK's native interface, as the adapter uses it. In production it is
+/// [`webservice::SiakWebService`], the client of Dukcapil's web service; the simulator
+/// implements it in-process for fast tests and the demo, and serves the same web service as its
+/// own process (`simpul simulate siak`). Async, because the real one is a network call.
+#[async_trait::async_trait]
 pub trait SiakSystem: Send + Sync {
     /// The native record for a NIK (upper-case fields, export variants and all).
-    fn cari_nik(&self, nik: &str) -> Result<Option<Value>, NativeError>;
+    async fn cari_nik(&self, nik: &str) -> Result<Option<Value>, NativeError>;
     /// Native records whose full name is `nama` (SIAK's own name index).
-    fn cari_nama(&self, nama: &str) -> Result<Vec<Value>, NativeError>;
+    async fn cari_nama(&self, nama: &str) -> Result<Vec<Value>, NativeError>;
     /// Change-log entries after `after`, oldest first.
-    fn log_perubahan(&self, after: i64, max: usize) -> Result<Vec<Perubahan>, NativeError>;
+    async fn log_perubahan(&self, after: i64, max: usize) -> Result<Vec<Perubahan>, NativeError>;
     /// Registers a service request with its details in SIAK's names (`rincian`, e.g. the
     /// village, place and day a mobile registration van is booked for); returns SIAK's
     /// registration number. Idempotent per `referensi`, so a redelivered request is
     /// registered once.
-    fn terima_layanan(
+    async fn terima_layanan(
         &self,
         nik: &str,
         jenis: &str,
@@ -119,8 +126,8 @@ impl SiakAdapter {
     }
 
     /// The resident and whether SIAK marks them dead.
-    fn lookup(&self, nik: &str) -> Result<Option<(Penduduk, bool)>, AdapterError> {
-        let Some(rec) = self.native.cari_nik(nik)? else {
+    async fn lookup(&self, nik: &str) -> Result<Option<(Penduduk, bool)>, AdapterError> {
+        let Some(rec) = self.native.cari_nik(nik).await? else {
             return Ok(None);
         };
         let dead = rec["STATUS_HIDUP"] == "MATI";
@@ -128,12 +135,12 @@ impl SiakAdapter {
     }
 
     /// Other NIKs for the same person: same name, birth date and mother's name.
-    pub fn duplicates_of(&self, p: &Penduduk) -> Result<Vec<String>, AdapterError> {
+    pub async fn duplicates_of(&self, p: &Penduduk) -> Result<Vec<String>, AdapterError> {
         let Some(ibu) = &p.nama_ibu else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for rec in self.native.cari_nama(&p.nama)? {
+        for rec in self.native.cari_nama(&p.nama).await? {
             match mapping::penduduk(&rec) {
                 Ok(o)
                     if o.nik != p.nik
@@ -150,10 +157,10 @@ impl SiakAdapter {
         Ok(out)
     }
 
-    fn status_of(&self, p: &Penduduk, dead: bool) -> Result<&'static str, AdapterError> {
+    async fn status_of(&self, p: &Penduduk, dead: bool) -> Result<&'static str, AdapterError> {
         Ok(if dead {
             "meninggal"
-        } else if !self.duplicates_of(p)?.is_empty() {
+        } else if !self.duplicates_of(p).await?.is_empty() {
             "ganda"
         } else {
             "aktif"
@@ -162,15 +169,15 @@ impl SiakAdapter {
 
     /// Answers `siak.penduduk.verify`: sesuai / tidak_sesuai per field asked, a status, and
     /// never the record.
-    pub fn verify(&self, req: &Value) -> Result<Value, AdapterError> {
+    pub async fn verify(&self, req: &Value) -> Result<Value, AdapterError> {
         let nik = req["nik"].as_str().unwrap_or_default();
         let asked = |f: &str| req.get(f).and_then(Value::as_str);
         let verdict = |ok: bool| if ok { "sesuai" } else { "tidak_sesuai" };
         let mut hasil = Map::new();
-        let found = self.lookup(nik)?;
+        let found = self.lookup(nik).await?;
         let status = match &found {
             None => "tidak_ditemukan",
-            Some((p, dead)) => self.status_of(p, *dead)?,
+            Some((p, dead)) => self.status_of(p, *dead).await?,
         };
         let fuzzy = |theirs: Option<&str>, ours: Option<&str>, threshold: f64| {
             let score = match (theirs, ours) {
@@ -219,12 +226,12 @@ impl SiakAdapter {
 
     /// Answers `siak.penduduk.get`: the whole canonical record. The bus, not the adapter,
     /// cuts it to the requester's grant, so the rule lives in one place (the registry).
-    pub fn get(&self, req: &Value) -> Result<Value, AdapterError> {
+    pub async fn get(&self, req: &Value) -> Result<Value, AdapterError> {
         let nik = req["nik"].as_str().unwrap_or_default();
-        Ok(match self.lookup(nik)? {
+        Ok(match self.lookup(nik).await? {
             None => json!({ "status": "tidak_ditemukan" }),
             Some((p, dead)) => {
-                let status = self.status_of(&p, dead)?;
+                let status = self.status_of(&p, dead).await?;
                 let mut v = serde_json::to_value(&p).unwrap_or_default();
                 v["status"] = json!(status);
                 v
@@ -243,9 +250,9 @@ impl InboxHandler for SiakAdapter {
         match m.type_.as_str() {
             "siak.penduduk.verify" | "siak.penduduk.get" => {
                 let answer = if m.type_ == "siak.penduduk.verify" {
-                    self.verify(&m.data)
+                    self.verify(&m.data).await
                 } else {
-                    self.get(&m.data)
+                    self.get(&m.data).await
                 };
                 match answer {
                     Ok(a) => {
@@ -275,7 +282,8 @@ impl InboxHandler for SiakAdapter {
                 let rincian = mapping::layanan_rincian(&m.data);
                 let no = self
                     .native
-                    .terima_layanan(nik, jenis, &referensi, &rincian)?;
+                    .terima_layanan(nik, jenis, &referensi, &rincian)
+                    .await?;
                 self.link.ack(m.id).await?;
                 self.link.trace.note(&format!(
                     "  SIAK registers {jenis} for NIK {} as no. {no}",

@@ -246,6 +246,24 @@ impl SiakSimulator {
         Ok((jenis, serde_json::from_str(&rincian).unwrap_or_default()))
     }
 
+    /// Every service request, as the clerk's list shows them (oldest first).
+    pub fn daftar_layanan(&self) -> Result<Vec<Value>, NativeError> {
+        let c = self.db();
+        let mut stmt = c.prepare(
+            "SELECT no_reg, nik, jenis, referensi, status, rincian FROM layanan ORDER BY no_reg",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let rincian: String = r.get(5)?;
+            Ok(json!({
+                "NO_REG": r.get::<_, i64>(0)?.to_string(), "NIK": r.get::<_, String>(1)?,
+                "JENIS_LAYANAN": r.get::<_, String>(2)?, "REFERENSI": r.get::<_, String>(3)?,
+                "STATUS": r.get::<_, String>(4)?,
+                "RINCIAN": serde_json::from_str::<Value>(&rincian).unwrap_or_default(),
+            }))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The clerk moves a service request on (DIPROSES, SELESAI or DITOLAK).
     pub fn proses_layanan(
         &self,
@@ -274,8 +292,10 @@ impl SiakSimulator {
     }
 }
 
-impl SiakSystem for SiakSimulator {
-    fn cari_nik(&self, nik: &str) -> Result<Option<Value>, NativeError> {
+/// SIAK's native calls, answered from the database: what [`SiakSystem`] and the web service
+/// ([`super::webservice`]) both serve.
+impl SiakSimulator {
+    pub fn cari_nik(&self, nik: &str) -> Result<Option<Value>, NativeError> {
         let row: Option<(String, String)> = self
             .db()
             .query_row(
@@ -293,7 +313,7 @@ impl SiakSystem for SiakSimulator {
         }))
     }
 
-    fn cari_nama(&self, nama: &str) -> Result<Vec<Value>, NativeError> {
+    pub fn cari_nama(&self, nama: &str) -> Result<Vec<Value>, NativeError> {
         let key = nama
             .split_whitespace()
             .collect::<Vec<_>>()
@@ -308,7 +328,7 @@ impl SiakSystem for SiakSimulator {
             .collect())
     }
 
-    fn log_perubahan(&self, after: i64, max: usize) -> Result<Vec<Perubahan>, NativeError> {
+    pub fn log_perubahan(&self, after: i64, max: usize) -> Result<Vec<Perubahan>, NativeError> {
         let c = self.db();
         let mut stmt =
             c.prepare("SELECT seq, jenis, data FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
@@ -323,7 +343,7 @@ impl SiakSystem for SiakSimulator {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn terima_layanan(
+    pub fn terima_layanan(
         &self,
         nik: &str,
         jenis: &str,
@@ -356,5 +376,31 @@ impl SiakSystem for SiakSimulator {
                     "STATUS": "DITERIMA", "CATATAN": "" }),
         )?;
         Ok(no)
+    }
+}
+
+/// In-process, with no network between: for the demo and fast tests.
+#[async_trait::async_trait]
+impl SiakSystem for SiakSimulator {
+    async fn cari_nik(&self, nik: &str) -> Result<Option<Value>, NativeError> {
+        SiakSimulator::cari_nik(self, nik)
+    }
+
+    async fn cari_nama(&self, nama: &str) -> Result<Vec<Value>, NativeError> {
+        SiakSimulator::cari_nama(self, nama)
+    }
+
+    async fn log_perubahan(&self, after: i64, max: usize) -> Result<Vec<Perubahan>, NativeError> {
+        SiakSimulator::log_perubahan(self, after, max)
+    }
+
+    async fn terima_layanan(
+        &self,
+        nik: &str,
+        jenis: &str,
+        referensi: &str,
+        rincian: &Value,
+    ) -> Result<String, NativeError> {
+        SiakSimulator::terima_layanan(self, nik, jenis, referensi, rincian)
     }
 }

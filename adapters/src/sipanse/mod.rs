@@ -6,6 +6,7 @@
 //! (`sipanse.izin.penarikan`) and correction (`sipanse.izin.perbaikan`) are queries, so the
 //! business gets its answer, or a clear refusal once the application is decided, at once.
 
+pub mod api;
 pub mod mapping;
 pub mod native;
 pub mod simulator;
@@ -63,8 +64,12 @@ impl SipanseAdapter {
             return Ok(());
         }
         let native = to_native(&m.source, m.id, &m.data)?;
-        let no = self.native.daftar(&native)?;
-        let current = self.native.cari(&no)?.ok_or(SipanseNativeError::NotFound)?;
+        let no = self.native.daftar(&native).await?;
+        let current = self
+            .native
+            .cari(&no)
+            .await?
+            .ok_or(SipanseNativeError::NotFound)?;
         if current.status == NativeStatus::Baru.code() {
             self.check_applicant(&no, &native).await?;
         }
@@ -98,23 +103,26 @@ impl SipanseAdapter {
             reasons.push("nama pemohon tidak sesuai dengan data Dukcapil");
         }
         self.native
-            .catat_verifikasi(no, reasons.is_empty(), &reasons.join("; "))?;
+            .catat_verifikasi(no, reasons.is_empty(), &reasons.join("; "))
+            .await?;
         Ok(())
     }
 
     /// Withdrawal or correction, allowed until the application is decided.
-    fn amend(&self, m: &Leased) -> Result<Value, AdapterError> {
+    async fn amend(&self, m: &Leased) -> Result<Value, AdapterError> {
         let id = m.data["permohonan_id"].as_str().unwrap_or_default();
         let referensi = format!("{}|{}", m.source, id);
         // Only the applicant's own reference matches, so another business learns nothing.
-        let Some(p) = self.native.cari_referensi(&referensi)? else {
+        let Some(p) = self.native.cari_referensi(&referensi).await? else {
             return Ok(json!({ "hasil": "ditolak", "alasan": "permohonan tidak ditemukan" }));
         };
         let result = if m.type_ == "sipanse.izin.penarikan" {
-            self.native.tarik(
-                &p.no_registrasi,
-                m.data["alasan"].as_str().unwrap_or_default(),
-            )
+            self.native
+                .tarik(
+                    &p.no_registrasi,
+                    m.data["alasan"].as_str().unwrap_or_default(),
+                )
+                .await
         } else {
             let mut changed = p.clone();
             let ch = &m.data["perubahan"];
@@ -134,11 +142,12 @@ impl SipanseAdapter {
             if let Some(v) = ch.get("lampiran") {
                 changed.lampiran = v.to_string();
             }
-            self.native.ubah(&p.no_registrasi, &changed)
+            self.native.ubah(&p.no_registrasi, &changed).await
         };
         let now = self
             .native
-            .cari(&p.no_registrasi)?
+            .cari(&p.no_registrasi)
+            .await?
             .ok_or(SipanseNativeError::NotFound)?;
         let status = NativeStatus::from_code(&now.status)?.canonical();
         Ok(match result {
@@ -162,7 +171,7 @@ impl InboxHandler for SipanseAdapter {
         match m.type_.as_str() {
             "sipanse.izin.permohonan" => self.application(m).await,
             "sipanse.izin.penarikan" | "sipanse.izin.perbaikan" => {
-                let answer = self.amend(&m)?;
+                let answer = self.amend(&m).await?;
                 let result = format!(
                     "{} ({})",
                     answer["hasil"].as_str().unwrap_or_default(),
@@ -196,8 +205,8 @@ impl ChangeLog for SipanseAdapter {
     type Entry = StatusChange;
     const CURSOR: &'static str = CURSOR;
 
-    fn entries(&self, after: i64, max: usize) -> Result<Vec<StatusChange>, AdapterError> {
-        Ok(self.native.log_status(after, max)?)
+    async fn entries(&self, after: i64, max: usize) -> Result<Vec<StatusChange>, AdapterError> {
+        Ok(self.native.log_status(after, max).await?)
     }
 
     fn seq(entry: &StatusChange) -> i64 {
@@ -211,7 +220,7 @@ impl ChangeLog for SipanseAdapter {
         )
     }
 
-    fn map(&self, entry: &StatusChange) -> Result<Option<Value>, AdapterError> {
+    async fn map(&self, entry: &StatusChange) -> Result<Option<Value>, AdapterError> {
         Ok(notice(&self.link.ids, Self::MEMBER, entry)?)
     }
 }

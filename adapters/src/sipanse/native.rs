@@ -12,6 +12,9 @@ pub enum SipanseNativeError {
     WrongState(NativeStatus),
     #[error("unknown SIPANSE status code {0:?}")]
     UnknownStatus(String),
+    /// SIPANSE's API could not be reached or refused the call.
+    #[error("SIPANSE API: {0}")]
+    Api(String),
 }
 
 impl From<SipanseNativeError> for AdapterError {
@@ -69,7 +72,7 @@ impl NativeStatus {
 }
 
 /// An application in SIPANSE's own row shape.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NativePermohonan {
     pub no_registrasi: String,
     /// `<applicant member>|<bus message id>`: how SIPANSE remembers who to answer.
@@ -89,7 +92,7 @@ pub struct NativePermohonan {
 }
 
 /// One entry of SIPANSE's status log.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StatusChange {
     pub seq: i64,
     pub no_registrasi: String,
@@ -99,25 +102,32 @@ pub struct StatusChange {
     pub no_izin: Option<String>,
 }
 
-/// SIPANSE's native interface; [`simulator::SipanseSimulator`] implements it.
+/// SIPANSE's native interface. In production it is [`super::api::SipanseApi`], the client of
+/// SIPANSE's HTTP API; the simulator implements it in-process for fast tests and the demo, and
+/// serves the same API as its own process (`simpul simulate sipanse`).
+#[async_trait::async_trait]
 pub trait SipanseSystem: Send + Sync {
     /// Registers an application; idempotent per `referensi`. Returns the registration number.
-    fn daftar(&self, p: &NativePermohonan) -> Result<String, SipanseNativeError>;
-    fn cari(&self, no: &str) -> Result<Option<NativePermohonan>, SipanseNativeError>;
-    fn cari_referensi(
+    async fn daftar(&self, p: &NativePermohonan) -> Result<String, SipanseNativeError>;
+    async fn cari(&self, no: &str) -> Result<Option<NativePermohonan>, SipanseNativeError>;
+    async fn cari_referensi(
         &self,
         referensi: &str,
     ) -> Result<Option<NativePermohonan>, SipanseNativeError>;
     /// Records the applicant check: VERIFIKASI when it passed, TOLAK with reasons otherwise.
-    fn catat_verifikasi(
+    async fn catat_verifikasi(
         &self,
         no: &str,
         lolos: bool,
         catatan: &str,
     ) -> Result<(), SipanseNativeError>;
     /// Withdraws an undecided application (`WrongState` once decided).
-    fn tarik(&self, no: &str, alasan: &str) -> Result<(), SipanseNativeError>;
+    async fn tarik(&self, no: &str, alasan: &str) -> Result<(), SipanseNativeError>;
     /// Corrects an undecided application (`WrongState` once decided).
-    fn ubah(&self, no: &str, p: &NativePermohonan) -> Result<(), SipanseNativeError>;
-    fn log_status(&self, after: i64, max: usize) -> Result<Vec<StatusChange>, SipanseNativeError>;
+    async fn ubah(&self, no: &str, p: &NativePermohonan) -> Result<(), SipanseNativeError>;
+    async fn log_status(
+        &self,
+        after: i64,
+        max: usize,
+    ) -> Result<Vec<StatusChange>, SipanseNativeError>;
 }

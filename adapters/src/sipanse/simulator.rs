@@ -128,8 +128,10 @@ impl SipanseSimulator {
     }
 }
 
-impl SipanseSystem for SipanseSimulator {
-    fn daftar(&self, p: &NativePermohonan) -> Result<String, SipanseNativeError> {
+/// SIPANSE's native calls, answered from the database: what [`SipanseSystem`] and the API
+/// ([`super::api`]) both serve.
+impl SipanseSimulator {
+    pub fn daftar(&self, p: &NativePermohonan) -> Result<String, SipanseNativeError> {
         if let Some(existing) = self.cari_referensi(&p.referensi)? {
             return Ok(existing.no_registrasi);
         }
@@ -151,7 +153,7 @@ impl SipanseSystem for SipanseSimulator {
         Ok(no)
     }
 
-    fn cari(&self, no: &str) -> Result<Option<NativePermohonan>, SipanseNativeError> {
+    pub fn cari(&self, no: &str) -> Result<Option<NativePermohonan>, SipanseNativeError> {
         Ok(self
             .db()
             .query_row(
@@ -162,7 +164,7 @@ impl SipanseSystem for SipanseSimulator {
             .optional()?)
     }
 
-    fn cari_referensi(
+    pub fn cari_referensi(
         &self,
         referensi: &str,
     ) -> Result<Option<NativePermohonan>, SipanseNativeError> {
@@ -176,7 +178,7 @@ impl SipanseSystem for SipanseSimulator {
             .optional()?)
     }
 
-    fn catat_verifikasi(
+    pub fn catat_verifikasi(
         &self,
         no: &str,
         lolos: bool,
@@ -191,12 +193,12 @@ impl SipanseSystem for SipanseSimulator {
         self.set_status(no, s, catatan)
     }
 
-    fn tarik(&self, no: &str, alasan: &str) -> Result<(), SipanseNativeError> {
+    pub fn tarik(&self, no: &str, alasan: &str) -> Result<(), SipanseNativeError> {
         self.expect_status(no, &[NativeStatus::Baru, NativeStatus::Verifikasi])?;
         self.set_status(no, NativeStatus::Ditarik, alasan)
     }
 
-    fn ubah(&self, no: &str, p: &NativePermohonan) -> Result<(), SipanseNativeError> {
+    pub fn ubah(&self, no: &str, p: &NativePermohonan) -> Result<(), SipanseNativeError> {
         self.expect_status(no, &[NativeStatus::Baru, NativeStatus::Verifikasi])?;
         self.db().execute(
             "UPDATE permohonan SET jenis_izin = ?2, kbli = ?3, kode_lokasi = ?4, lampiran = ?5
@@ -206,7 +208,11 @@ impl SipanseSystem for SipanseSimulator {
         Ok(())
     }
 
-    fn log_status(&self, after: i64, max: usize) -> Result<Vec<StatusChange>, SipanseNativeError> {
+    pub fn log_status(
+        &self,
+        after: i64,
+        max: usize,
+    ) -> Result<Vec<StatusChange>, SipanseNativeError> {
         let c = self.db();
         let mut stmt = c.prepare(
             "SELECT l.seq, l.no_registrasi, l.status, l.catatan, p.referensi, p.no_izin
@@ -224,5 +230,49 @@ impl SipanseSystem for SipanseSimulator {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// In-process, with no network between: for the demo and fast tests.
+#[async_trait::async_trait]
+impl SipanseSystem for SipanseSimulator {
+    async fn daftar(&self, p: &NativePermohonan) -> Result<String, SipanseNativeError> {
+        SipanseSimulator::daftar(self, p)
+    }
+
+    async fn cari(&self, no: &str) -> Result<Option<NativePermohonan>, SipanseNativeError> {
+        SipanseSimulator::cari(self, no)
+    }
+
+    async fn cari_referensi(
+        &self,
+        referensi: &str,
+    ) -> Result<Option<NativePermohonan>, SipanseNativeError> {
+        SipanseSimulator::cari_referensi(self, referensi)
+    }
+
+    async fn catat_verifikasi(
+        &self,
+        no: &str,
+        lolos: bool,
+        catatan: &str,
+    ) -> Result<(), SipanseNativeError> {
+        SipanseSimulator::catat_verifikasi(self, no, lolos, catatan)
+    }
+
+    async fn tarik(&self, no: &str, alasan: &str) -> Result<(), SipanseNativeError> {
+        SipanseSimulator::tarik(self, no, alasan)
+    }
+
+    async fn ubah(&self, no: &str, p: &NativePermohonan) -> Result<(), SipanseNativeError> {
+        SipanseSimulator::ubah(self, no, p)
+    }
+
+    async fn log_status(
+        &self,
+        after: i64,
+        max: usize,
+    ) -> Result<Vec<StatusChange>, SipanseNativeError> {
+        SipanseSimulator::log_status(self, after, max)
     }
 }
