@@ -91,7 +91,7 @@ async fn three_agency_systems_and_their_adapters_run_the_four_flows_as_processes
 
     // Their adapters, and the portal and HR.
     let mut siak = Running::adapter(&bus, d, "siak", DUKCAPIL, &siak_ws, &["health"]);
-    let _sipanse = Running::adapter(&bus, d, "sipanse", DPMPTSP, &sipanse_api, &["health"]);
+    let mut sipanse = Running::adapter(&bus, d, "sipanse", DPMPTSP, &sipanse_api, &["health"]);
     let mut eabsen = Running::adapter(
         &bus,
         d,
@@ -154,6 +154,9 @@ async fn three_agency_systems_and_their_adapters_run_the_four_flows_as_processes
     let a = biz.send(&application).await.unwrap();
     assert_eq!(a.status, 202, "{}", a.body);
     notice(&biz, "diverifikasi").await;
+    // The officer decides while SIPANSE's adapter is stopped: the decision waits in SIPANSE's
+    // status log, and the adapter started again sends it.
+    assert!(sipanse.terminate().success());
     // SIPANSE remembers the application by `<sender>|<id>`, here URL-encoded.
     let referensi = format!("{BIZ}|{}", application["id"].as_str().unwrap())
         .replace('/', "%2F")
@@ -178,6 +181,7 @@ async fn three_agency_systems_and_their_adapters_run_the_four_flows_as_processes
     )
     .await;
     let issued = post(&http, format!("{officer}/terbit"), json!({})).await;
+    let _sipanse = Running::adapter(&bus, d, "sipanse", DPMPTSP, &sipanse_api, &["health"]);
     let terbit = notice(&biz, "terbit").await;
     assert_eq!(terbit["nomor_izin"], issued["data"]["no_izin"], "{terbit}");
 
@@ -235,7 +239,7 @@ async fn three_agency_systems_and_their_adapters_run_the_four_flows_as_processes
     // Started again on the same state, they pick up where they stopped: the terminal resumes
     // from the stamp the adapter kept, SIAK's log from the adapter's cursor.
     let terminals_before = eabsen.addr("terminals").to_owned();
-    let _siak = Running::adapter(&bus, d, "siak", DUKCAPIL, &siak_ws, &["health"]);
+    let siak = Running::adapter(&bus, d, "siak", DUKCAPIL, &siak_ws, &["health"]);
     let lan = eabsen_lan.replace(
         "127.0.0.1:0",
         terminals_before.trim_start_matches("http://"),
@@ -260,4 +264,21 @@ async fn three_agency_systems_and_their_adapters_run_the_four_flows_as_processes
     assert_eq!(pegawai["masuk"], "07:01:02");
     assert_eq!(pegawai["pulang"], "16:05:00");
     assert_eq!(at_hr(d, "siak.penduduk.meninggal"), 2);
+
+    // SIAK down: its adapter's health says so, and it stays on its bus node.
+    drop(siak_sim);
+    let health = format!("{}/healthz", siak.addr("health"));
+    let health_now = || async {
+        let r = http.get(&health).send().await.unwrap();
+        r.json::<Value>().await.unwrap()
+    };
+    let told = wait_until(LIMIT, || async {
+        health_now().await["last_error"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("SIAK web service: LOG_PERUBAHAN"))
+    })
+    .await;
+    let h = health_now().await;
+    assert!(told, "{h}");
+    assert_eq!(h["bus"], bus.base);
 }

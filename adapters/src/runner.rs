@@ -66,7 +66,9 @@ pub async fn run<A: InboxHandler>(a: Arc<A>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             r = serve_inbox(&*a, POLL_WAIT) => {
                 if let Err(e) = r {
-                    tracing::warn!(error = %e, adapter = A::NAME, "poll failed; trying again");
+                    // Native systems' errors may quote personal IDs.
+                    let why = bus::formats::mask_digit_runs(&e.to_string());
+                    tracing::warn!(error = %why, adapter = A::NAME, "poll failed; trying again");
                     a.link().failed(&e);
                     tokio::select! {
                         _ = tokio::time::sleep(RETRY_AFTER_FAILURE) => {}

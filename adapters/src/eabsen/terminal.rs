@@ -85,6 +85,17 @@ pub async fn push(dev: Arc<EabsenSimulator>, server: String, mut stop: watch::Re
     }
 }
 
+/// The answer's text, or why there is none.
+async fn text(req: reqwest::RequestBuilder) -> Result<String, String> {
+    req.send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())
+}
+
 async fn round(
     http: &reqwest::Client,
     dev: &EabsenSimulator,
@@ -92,20 +103,10 @@ async fn round(
     handshaken: &mut bool,
 ) -> Result<(), String> {
     let sn = &dev.serial;
-    let get = |url: String| async move {
-        http.get(url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| e.to_string())?
-            .text()
-            .await
-            .map_err(|e| e.to_string())
-    };
     if !*handshaken {
-        let options = get(format!(
+        let options = text(http.get(format!(
             "{server}/iclock/cdata?SN={sn}&options=all&pushver=2.4.1&language=69"
-        ))
+        )))
         .await?;
         let stamp = options
             .lines()
@@ -116,23 +117,13 @@ async fn round(
     }
     let (body, last) = dev.pending().map_err(|e| e.to_string())?;
     if let Some(last) = last {
-        let answer = http
-            .post(format!(
-                "{server}/iclock/cdata?SN={sn}&table=ATTLOG&Stamp={last}"
-            ))
-            .body(body)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| e.to_string())?
-            .text()
-            .await
-            .map_err(|e| e.to_string())?;
+        let url = format!("{server}/iclock/cdata?SN={sn}&table=ATTLOG&Stamp={last}");
+        let answer = text(http.post(url).body(body)).await?;
         if !answer.starts_with("OK") {
             return Err(format!("upload answered {answer:?}"));
         }
         dev.pushed_upto(last).map_err(|e| e.to_string())?;
     }
-    get(format!("{server}/iclock/getrequest?SN={sn}")).await?;
+    text(http.get(format!("{server}/iclock/getrequest?SN={sn}"))).await?;
     Ok(())
 }
