@@ -12,6 +12,12 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 
+/// mimalloc rather than glibc's malloc: a batch of 100 events allocates and frees many
+/// short-lived buffers across two worker threads, and glibc's arenas spent ~15% of the bus's CPU
+/// on it (`perf`, batch-100). A/B in BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let logs = tracing_subscriber::fmt()

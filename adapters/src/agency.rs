@@ -142,3 +142,12 @@ pub fn envelope(id: Uuid, type_: &str, data: Value, to: Option<&str>) -> Value {
     }
     ev
 }
+
+/// The HTTP client for an agency system's own interface. A district office's link is slow and
+/// drops: a call that takes longer than this has failed, and is tried again later.
+pub fn native_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+}

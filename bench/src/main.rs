@@ -198,6 +198,10 @@ impl RunArgs {
     }
 }
 
+/// mimalloc, as in `simpul`: the bus measured here must allocate as the shipped one does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

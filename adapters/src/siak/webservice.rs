@@ -19,7 +19,6 @@
 //!   Sequence and registration numbers come as strings.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -53,12 +52,8 @@ pub struct SiakWebService {
 impl SiakWebService {
     /// `base` is the agency's address at the web service, up to and without the operation.
     pub fn new(base: &str, account: Account) -> Result<SiakWebService, NativeError> {
-        let http = reqwest::Client::builder()
-            // A district office's link is slow; a call that takes longer has failed.
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| NativeError::Service(e.to_string()))?;
+        let http =
+            crate::agency::native_client().map_err(|e| NativeError::Service(e.to_string()))?;
         Ok(SiakWebService {
             http,
             base: base.trim_end_matches('/').to_owned(),

@@ -19,7 +19,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -46,11 +45,8 @@ pub struct SipanseApi {
 impl SipanseApi {
     /// `base` is SIPANSE's address, up to and without `/api/v1`.
     pub fn new(base: &str, user: &str, password: &str) -> Result<SipanseApi, SipanseNativeError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| SipanseNativeError::Api(e.to_string()))?;
+        let http =
+            crate::agency::native_client().map_err(|e| SipanseNativeError::Api(e.to_string()))?;
         Ok(SipanseApi {
             http,
             base: base.trim_end_matches('/').to_owned(),
