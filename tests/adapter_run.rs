@@ -142,6 +142,25 @@ fn an_agency_systems_address_and_account_are_checked_too() {
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
+    // The password may live in a file of its own (a missing one is named).
+    let out = check(
+        "siak",
+        "GOV_dukcapil",
+        "[siak]\nurl = \"https://dukcapil\"\nuser_id = \"u\"\npassword_file = \"nowhere.txt\"\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("siak.password_file: nowhere.txt:"), "{err}");
+    std::fs::write(dir.path().join("siak.password"), "Rahasia-7\n").unwrap();
+    let out = check(
+        "siak",
+        "GOV_dukcapil",
+        "[siak]\nurl = \"https://dukcapil\"\nuser_id = \"u\"\npassword_file = \"siak.password\"\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = check(
         "sipanse",
         "GOV_dpmptsp",

@@ -76,8 +76,10 @@ async fn three_agency_systems_and_their_adapters_run_the_four_flows_as_processes
     let sipanse_db = db("sipanse.db");
     let sipanse_sim =
         Running::simulator(&[&["sipanse", "--db", &sipanse_db][..], &account].concat());
+    // SIAK's password in a file of its own (as an operator would keep it), SIPANSE's inline.
+    std::fs::write(d.join("siak.password"), "rahasia\n").unwrap();
     let siak_ws = format!(
-        "[siak]\nurl = \"{}/dukcapil/get_json/DISKOMINFO\"\nuser_id = \"diskominfo\"\npassword = \"rahasia\"\n",
+        "[siak]\nurl = \"{}/dukcapil/get_json/DISKOMINFO\"\nuser_id = \"diskominfo\"\npassword_file = \"siak.password\"\n",
         siak_sim.addr("simulator")
     );
     let sipanse_api = format!(

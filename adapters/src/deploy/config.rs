@@ -17,7 +17,8 @@
 //! ```
 //!
 //! SIAK and SIPANSE name their system's address and the agency's account there
-//! (`[siak] url = "https://…/dukcapil/get_json/DISKOMINFO"`, `user_id`, `password`, `ip_user`),
+//! (`[siak] url = "https://…/dukcapil/get_json/DISKOMINFO"`, `user_id`, `password` or
+//! `password_file`, `ip_user`),
 //! or, for a trial, `simulator = "siak.db"` to run the simulator inside the adapter.
 //!
 //! Relative paths are taken from the configuration file's directory.
@@ -97,6 +98,9 @@ struct RawNative {
     url: Option<String>,
     user_id: Option<String>,
     password: Option<String>,
+    /// A file holding the password (readable by the adapter's user only), instead of
+    /// `password`: the configuration can then be shared and kept in version control.
+    password_file: Option<PathBuf>,
     /// SIAK only: the address Dukcapil has on its allow-list for the agency.
     ip_user: Option<String>,
 }
@@ -291,7 +295,7 @@ fn native(key: &str, raw: RawNative, base: &Path, errors: &mut Vec<String>) -> O
     }
     match (raw.simulator, raw.url) {
         (Some(db), None) => {
-            if raw.user_id.is_some() || raw.password.is_some() {
+            if raw.user_id.is_some() || raw.password.is_some() || raw.password_file.is_some() {
                 errors.push(format!(
                     "{key}: user_id and password go with url, not with simulator"
                 ));
@@ -306,6 +310,22 @@ fn native(key: &str, raw: RawNative, base: &Path, errors: &mut Vec<String>) -> O
             if host.is_empty() || host.starts_with('/') {
                 errors.push(format!("{key}.url: {url:?} is not an http(s):// address"));
             }
+            let password = match (raw.password, raw.password_file) {
+                (Some(_), Some(_)) => {
+                    errors.push(format!(
+                        "{key}: name either password or password_file, not both"
+                    ));
+                    None
+                }
+                (None, Some(file)) => match std::fs::read_to_string(base.join(&file)) {
+                    Ok(text) => Some(text.trim_end_matches(['\r', '\n']).to_owned()),
+                    Err(e) => {
+                        errors.push(format!("{key}.password_file: {}: {e}", file.display()));
+                        None
+                    }
+                },
+                (p, None) => p,
+            };
             let mut needed = |field: &str, v: Option<String>| {
                 let v = v.filter(|v| !v.is_empty());
                 if v.is_none() {
@@ -316,7 +336,7 @@ fn native(key: &str, raw: RawNative, base: &Path, errors: &mut Vec<String>) -> O
                 v.unwrap_or_default()
             };
             let user_id = needed("user_id", raw.user_id);
-            let password = needed("password", raw.password);
+            let password = needed("password", password);
             let ip_user = raw.ip_user.unwrap_or_else(|| "127.0.0.1".into());
             (errors.len() == before).then_some(Native::Remote(Remote {
                 url,
