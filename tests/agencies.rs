@@ -283,4 +283,15 @@ async fn three_agency_systems_and_their_adapters_run_the_four_flows_as_processes
     let h = health_now().await;
     assert!(told, "{h}");
     assert_eq!(h["bus"], bus.base);
+    // An agency asking meanwhile is told at once (502) that SIAK could not be reached, and
+    // not where SIAK is.
+    let again = event(
+        "siak.penduduk.verify",
+        json!({ "nik": AHMAD, "nama": "Ahmad Hidayat" }),
+    );
+    let a = hr.send(&again).await.unwrap();
+    assert_eq!(a.status, 502, "{}", a.body);
+    let why = a.body.to_string();
+    assert!(why.contains("SIAK web service: CALL_NIK"), "{why}");
+    assert!(!why.contains("get_json"), "{why}");
 }

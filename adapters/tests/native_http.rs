@@ -107,10 +107,17 @@ async fn siak_over_its_web_service_answers_as_siak_does() {
     // A system that is down is an error naming the call, not an empty answer.
     let down =
         SiakWebService::new("http://127.0.0.1:1/dukcapil/get_json/X", account("rahasia")).unwrap();
-    assert!(matches!(
-        down.log_perubahan(0, 10).await,
-        Err(NativeError::Service(why)) if why.starts_with("LOG_PERUBAHAN")
-    ));
+    match down.cari_nik(seed::BUDI).await {
+        // The address stays out of it: the reason may reach the asking agency.
+        Err(NativeError::Service(why)) => {
+            assert!(why.starts_with("CALL_NIK: "), "{why}");
+            assert!(
+                !why.contains("127.0.0.1") && !why.contains("get_json"),
+                "{why}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 fn application(referensi: &str) -> NativePermohonan {

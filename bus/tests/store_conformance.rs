@@ -10,8 +10,8 @@ use bus::core::audit::{CheckpointPolicy, Sealer, verify_store};
 use bus::identity::MemberId;
 use bus::registry::Kind;
 use bus::store::{
-    AppendOutcome, Appended, DeadLetter, DeliveryState, LeaseRequest, NewMessage, PgOptions,
-    PgStore, ReplyOutcome, Settled, SqliteStore, Store, StoreOptions, Ticket,
+    AppendOutcome, Appended, DeadLetter, DeliveryState, LeaseRequest, NewMessage, Outbox,
+    PgOptions, PgStore, ReplyOutcome, Settled, SqliteStore, Store, StoreOptions, Ticket,
 };
 use bus::trust::{KeySet, Signer, SignerCell};
 use uuid::Uuid;
@@ -620,4 +620,31 @@ async fn postgres_purges_settled_messages_past_retention() {
     }
     assert!(store.message(&a, open.id).await.unwrap().is_some());
     assert!(store.feed(&b, "t.test", 0, 10).await.unwrap().is_empty());
+}
+
+/// PostgreSQL only: one node of a bus relays (and seals) at a time, but buses in other schemas
+/// of the same database do not wait for it: the session lock is the schema's.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_leadership_is_per_schema() {
+    let url = pg::fresh_url("lead");
+    let node_a = PgStore::connect(PgOptions::new(url.clone())).await.unwrap();
+    let node_b = PgStore::connect(PgOptions::new(url)).await.unwrap();
+    let other_bus = PgStore::connect(PgOptions::new(pg::fresh_url("lead")))
+        .await
+        .unwrap();
+    let held = node_a.lead().await.unwrap();
+    let limit = Duration::from_secs(20);
+    let other = tokio::time::timeout(limit, other_bus.lead()).await;
+    assert!(
+        other.is_ok(),
+        "another schema's bus waited for this one's lock"
+    );
+    // The same bus's second node takes over once the first's session ends, not before.
+    let mut waiting = tokio::spawn(async move { node_b.lead().await.map(drop) });
+    // It tries once a second: after three tries it still must not lead.
+    let early = tokio::time::timeout(Duration::from_millis(3500), &mut waiting).await;
+    assert!(early.is_err(), "two nodes of one bus led at once");
+    drop(held);
+    let took_over = tokio::time::timeout(limit, waiting).await;
+    assert!(matches!(took_over, Ok(Ok(Ok(())))), "{took_over:?}");
 }

@@ -61,7 +61,8 @@ impl SiakWebService {
         })
     }
 
-    /// One call: the rows of `content`, none when SIAK says nothing matched.
+    /// One call: the rows of `content`, none when SIAK says nothing matched. A failure names
+    /// the call, never the address: its text may reach the asking agency in a refusal.
     async fn call(&self, op: &str, mut body: Value) -> Result<Vec<Value>, NativeError> {
         let failed = |e: &dyn std::fmt::Display| NativeError::Service(format!("{op}: {e}"));
         body["USER_ID"] = json!(self.account.user_id);
@@ -73,12 +74,12 @@ impl SiakWebService {
             .json(&body)
             .send()
             .await
-            .map_err(|e| failed(&e))?;
+            .map_err(|e| failed(&e.without_url()))?;
         let status = r.status();
         if !status.is_success() {
             return Err(failed(&format_args!("HTTP {status}")));
         }
-        let answer: Value = r.json().await.map_err(|e| failed(&e))?;
+        let answer: Value = r.json().await.map_err(|e| failed(&e.without_url()))?;
         let Some(content) = answer.get("content").and_then(Value::as_array) else {
             return Err(failed(&"the answer has no content"));
         };

@@ -70,9 +70,9 @@ impl SipanseApi {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let r = req.send().await.map_err(|e| failed(&e))?;
+        let r = req.send().await.map_err(|e| failed(&e.without_url()))?;
         let status = r.status();
-        let answer: Value = r.json().await.map_err(|e| failed(&e))?;
+        let answer: Value = r.json().await.map_err(|e| failed(&e.without_url()))?;
         match status {
             s if s.is_success() => Ok(Some(answer["data"].clone())),
             StatusCode::NOT_FOUND => Ok(None),

@@ -184,8 +184,15 @@ impl PgStore {
                 _ = tick.tick() => {}
                 _ = &mut driver => return Err(unavailable(format!("{whose} session ended"))),
             }
+            // Advisory locks belong to the database, not the schema: keyed by the schema too,
+            // so buses in other schemas of the same database never hold each other's lock.
             let held: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .query_one(
+                    "SELECT pg_try_advisory_lock(
+                       ('x' || substr(md5(current_schema() || ':' || $1::bigint::text), 1, 16))
+                         ::bit(64)::bigint)",
+                    &[&key],
+                )
                 .await
                 .map_err(pg_error)?
                 .get(0);
