@@ -123,6 +123,20 @@ pub enum AdapterError {
     Protocol(String),
 }
 
+impl AdapterError {
+    /// True when the bus node is at fault (unreachable, or failing with a 5xx), whichever call
+    /// met it (a poll, a reply, or the outbox's forward): a reason to try another node. The
+    /// agency system being down, or an entry that cannot be mapped, is not.
+    pub fn is_the_bus_nodes(&self) -> bool {
+        match self {
+            AdapterError::Bus(_) | AdapterError::Outbox(OutboxError::Bus(_)) => true,
+            AdapterError::Refused { status, .. }
+            | AdapterError::Outbox(OutboxError::Busy { status, .. }) => *status >= 500,
+            _ => false,
+        }
+    }
+}
+
 impl From<rusqlite::Error> for AdapterError {
     fn from(e: rusqlite::Error) -> Self {
         AdapterError::Native(e.to_string())
@@ -141,6 +155,22 @@ pub fn envelope(id: Uuid, type_: &str, data: Value, to: Option<&str>) -> Value {
         ev["to"] = json!(to);
     }
     ev
+}
+
+/// The agency's account at its own system (SIAK's web service, SIPANSE's API).
+#[derive(Clone)]
+pub struct Account {
+    pub user_id: String,
+    pub password: String,
+}
+
+/// Without the password, so that no log or error shows it.
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The HTTP client for an agency system's own interface. A district office's link is slow and

@@ -91,21 +91,15 @@ impl Link {
         })
     }
 
-    /// Notes a failure for the health output and, when it is the bus node's (unreachable, or
-    /// failing with a 5xx) and the bus has several nodes, moves to the next one. The agency
-    /// system being down, or an entry that cannot be mapped, is no reason to leave a node.
+    /// Notes a failure for the health output and, when it is the bus node's
+    /// ([`AdapterError::is_the_bus_nodes`]) and the bus has several nodes, moves to the next.
     pub fn failed(&self, e: &AdapterError) {
         let at = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         let why = bus::formats::mask_digit_runs(&e.to_string());
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, why));
-        let the_node = match e {
-            AdapterError::Bus(_) => true,
-            AdapterError::Refused { status, .. } => *status >= 500,
-            _ => false,
-        };
-        if the_node && self.nodes.len() > 1 {
+        if e.is_the_bus_nodes() && self.nodes.len() > 1 {
             let next = (self.node.fetch_add(1, Ordering::Relaxed) + 1) % self.nodes.len();
             self.set_client(self.nodes[next].clone());
             tracing::warn!(bus = %self.bus(), "moving to the next bus node");

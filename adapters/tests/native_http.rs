@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
+use adapters::agency::Account;
 use adapters::siak::simulator::{SiakSimulator, seed};
-use adapters::siak::webservice::{self, Account, SiakWebService};
+use adapters::siak::webservice::{self, SiakWebService};
 use adapters::siak::{NativeError, SiakSystem};
 use adapters::sipanse::api::{self, SipanseApi};
 use adapters::sipanse::simulator::SipanseSimulator;
@@ -24,7 +25,6 @@ fn account(password: &str) -> Account {
     Account {
         user_id: "diskominfo".into(),
         password: password.into(),
-        ip_user: "10.1.2.3".into(),
     }
 }
 
@@ -36,6 +36,7 @@ async fn siak_over_its_web_service_answers_as_siak_does() {
     let ws = SiakWebService::new(
         &format!("{base}/dukcapil/get_json/DISKOMINFO"),
         account("rahasia"),
+        "10.1.2.3",
     )
     .unwrap();
 
@@ -93,6 +94,7 @@ async fn siak_over_its_web_service_answers_as_siak_does() {
     let wrong = SiakWebService::new(
         &format!("{base}/dukcapil/get_json/DISKOMINFO"),
         account("x"),
+        "10.1.2.3",
     )
     .unwrap();
     match wrong.cari_nik(seed::BUDI).await {
@@ -105,8 +107,12 @@ async fn siak_over_its_web_service_answers_as_siak_does() {
         other => panic!("{other:?}"),
     }
     // A system that is down is an error naming the call, not an empty answer.
-    let down =
-        SiakWebService::new("http://127.0.0.1:1/dukcapil/get_json/X", account("rahasia")).unwrap();
+    let down = SiakWebService::new(
+        "http://127.0.0.1:1/dukcapil/get_json/X",
+        account("rahasia"),
+        "10.1.2.3",
+    )
+    .unwrap();
     match down.cari_nik(seed::BUDI).await {
         // The address stays out of it: the reason may reach the asking agency.
         Err(NativeError::Service(why)) => {
@@ -117,6 +123,13 @@ async fn siak_over_its_web_service_answers_as_siak_does() {
             );
         }
         other => panic!("{other:?}"),
+    }
+}
+
+fn sipanse_account(password: &str) -> Account {
+    Account {
+        user_id: "dpmptsp".into(),
+        password: password.into(),
     }
 }
 
@@ -142,7 +155,7 @@ async fn sipanse_over_its_api_answers_as_sipanse_does() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Arc::new(SipanseSimulator::open(&dir.path().join("sipanse.db")).unwrap());
     let base = serve(api::router(sim.clone(), "dpmptsp", "rahasia")).await;
-    let api = SipanseApi::new(&base, "dpmptsp", "rahasia").unwrap();
+    let api = SipanseApi::new(&base, sipanse_account("rahasia")).unwrap();
 
     let p = application("COM/8120000123456|a");
     let no = api.daftar(&p).await.unwrap();
@@ -185,7 +198,7 @@ async fn sipanse_over_its_api_answers_as_sipanse_does() {
     assert_eq!(api.log_status(log[1].seq, 10).await.unwrap().len(), 1);
 
     // Another account is refused, and says so.
-    let wrong = SipanseApi::new(&base, "dpmptsp", "x").unwrap();
+    let wrong = SipanseApi::new(&base, sipanse_account("x")).unwrap();
     match wrong.cari(&no).await {
         Err(SipanseNativeError::Api(why)) => assert!(why.contains("401"), "{why}"),
         other => panic!("{other:?}"),

@@ -28,6 +28,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::agency::Account;
 use time::UtcOffset;
 
 /// The agencies `simpul adapter run` runs.
@@ -159,23 +161,12 @@ pub enum Native {
 }
 
 /// An agency system's address and the agency's account there.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Remote {
     pub url: String,
-    pub user_id: String,
-    pub password: String,
+    pub account: Account,
+    /// SIAK only: the address on Dukcapil's allow-list (`IP_USER`).
     pub ip_user: String,
-}
-
-/// Without the password, so that no log or error shows it.
-impl std::fmt::Debug for Remote {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Remote")
-            .field("url", &self.url)
-            .field("user_id", &self.user_id)
-            .field("ip_user", &self.ip_user)
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -340,8 +331,7 @@ fn native(key: &str, raw: RawNative, base: &Path, errors: &mut Vec<String>) -> O
             let ip_user = raw.ip_user.unwrap_or_else(|| "127.0.0.1".into());
             (errors.len() == before).then_some(Native::Remote(Remote {
                 url,
-                user_id,
-                password,
+                account: Account { user_id, password },
                 ip_user,
             }))
         }

@@ -26,7 +26,7 @@ use crate::link::Link;
 use crate::portal::Portal;
 use crate::runner::{self, InboxHandler};
 use crate::siak::simulator::SiakSimulator;
-use crate::siak::webservice::{Account, SiakWebService};
+use crate::siak::webservice::SiakWebService;
 use crate::siak::{SiakAdapter, SiakConfig, SiakSystem};
 use crate::sipanse::api::SipanseApi;
 use crate::sipanse::simulator::SipanseSimulator;
@@ -48,12 +48,7 @@ pub async fn run(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), Adapter
                     })?)
                 }
                 Native::Remote(r) => {
-                    let account = Account {
-                        user_id: r.user_id.clone(),
-                        password: r.password.clone(),
-                        ip_user: r.ip_user.clone(),
-                    };
-                    Arc::new(SiakWebService::new(&r.url, account)?)
+                    Arc::new(SiakWebService::new(&r.url, r.account.clone(), &r.ip_user)?)
                 }
                 _ => return Err(mismatch()),
             };
@@ -67,7 +62,7 @@ pub async fn run(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), Adapter
                         failed(format_args!("SIPANSE simulator {}: {e}", db.display()))
                     })?)
                 }
-                Native::Remote(r) => Arc::new(SipanseApi::new(&r.url, &r.user_id, &r.password)?),
+                Native::Remote(r) => Arc::new(SipanseApi::new(&r.url, r.account.clone())?),
                 _ => return Err(mismatch()),
             };
             let a = SipanseAdapter::new(system, link::<SipanseAdapter>(&cfg)?);

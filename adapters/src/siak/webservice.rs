@@ -27,37 +27,32 @@ use serde_json::{Value, json};
 
 use super::simulator::SiakSimulator;
 use super::{NativeError, Perubahan, SiakSystem};
+use crate::agency::Account;
 
 /// `RESPON` when nothing matched: an empty answer, not a failure.
 const NOT_FOUND: &str = "Data Tidak Ditemukan";
 /// `RESPON` when the agency's credentials are wrong.
 const REFUSED: &str = "User ID atau Password Salah";
 
-/// The agency's account at Dukcapil.
-#[derive(Debug, Clone)]
-pub struct Account {
-    pub user_id: String,
-    pub password: String,
-    /// The address Dukcapil has on its allow-list for this agency.
-    pub ip_user: String,
-}
-
 /// The adapter's client of SIAK's web service.
 pub struct SiakWebService {
     http: reqwest::Client,
     base: String,
     account: Account,
+    /// The address Dukcapil has on its allow-list for this agency.
+    ip_user: String,
 }
 
 impl SiakWebService {
     /// `base` is the agency's address at the web service, up to and without the operation.
-    pub fn new(base: &str, account: Account) -> Result<SiakWebService, NativeError> {
+    pub fn new(base: &str, account: Account, ip_user: &str) -> Result<SiakWebService, NativeError> {
         let http =
             crate::agency::native_client().map_err(|e| NativeError::Service(e.to_string()))?;
         Ok(SiakWebService {
             http,
             base: base.trim_end_matches('/').to_owned(),
             account,
+            ip_user: ip_user.to_owned(),
         })
     }
 
@@ -67,7 +62,7 @@ impl SiakWebService {
         let failed = |e: &dyn std::fmt::Display| NativeError::Service(format!("{op}: {e}"));
         body["USER_ID"] = json!(self.account.user_id);
         body["PASSWORD"] = json!(self.account.password);
-        body["IP_USER"] = json!(self.account.ip_user);
+        body["IP_USER"] = json!(self.ip_user);
         let r = self
             .http
             .post(format!("{}/{op}", self.base))

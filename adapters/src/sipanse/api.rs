@@ -33,25 +33,24 @@ use super::native::{
     NativePermohonan, NativeStatus, SipanseNativeError, SipanseSystem, StatusChange,
 };
 use super::simulator::SipanseSimulator;
+use crate::agency::Account;
 
 /// The adapter's client of SIPANSE's API.
 pub struct SipanseApi {
     http: reqwest::Client,
     base: String,
-    user: String,
-    password: String,
+    account: Account,
 }
 
 impl SipanseApi {
     /// `base` is SIPANSE's address, up to and without `/api/v1`.
-    pub fn new(base: &str, user: &str, password: &str) -> Result<SipanseApi, SipanseNativeError> {
+    pub fn new(base: &str, account: Account) -> Result<SipanseApi, SipanseNativeError> {
         let http =
             crate::agency::native_client().map_err(|e| SipanseNativeError::Api(e.to_string()))?;
         Ok(SipanseApi {
             http,
             base: base.trim_end_matches('/').to_owned(),
-            user: user.to_owned(),
-            password: password.to_owned(),
+            account,
         })
     }
 
@@ -66,7 +65,7 @@ impl SipanseApi {
         let mut req = self
             .http
             .request(method, format!("{}/api/v1{path}", self.base))
-            .basic_auth(&self.user, Some(&self.password));
+            .basic_auth(&self.account.user_id, Some(&self.account.password));
         if let Some(b) = body {
             req = req.json(&b);
         }
