@@ -83,6 +83,40 @@ async fn a_query_asked_on_one_node_is_answered_through_another() {
     assert_status(&answer, 200);
     assert_eq!(answer.body["data"], verify_response());
     assert_status(&provider.await.unwrap(), 200);
+    // B told A through PostgreSQL, rather than A finding the reply on its own periodic look.
+    assert!(a.wait_for_log("query signal from another node").await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_requester_whose_node_died_gets_the_stored_answer_through_another() {
+    let mut a = Bus::start_on_postgres(&[]);
+    let b = a.another_node();
+    let ask = verify_request();
+    let asking = tokio::spawn({
+        let requester = a.client(DPMPTSP);
+        let ask = ask.clone();
+        async move { requester.send(&ask).await }
+    });
+    // The provider takes the question through B, and A dies before the answer comes.
+    let provider = b.client(DUKCAPIL);
+    let got = provider
+        .pull(1, Duration::from_secs(20), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(leased_ids(&got), [id_of(&ask)]);
+    a.kill9();
+    assert!(asking.await.unwrap().is_err(), "A answered after SIGKILL");
+    assert_status(
+        &provider
+            .reply(id_of(&ask), &verify_response())
+            .await
+            .unwrap(),
+        200,
+    );
+    // The requester's retry with the same id, through B, finds the stored answer at once.
+    let retry = b.client(DPMPTSP).send(&ask).await.unwrap();
+    assert_status(&retry, 200);
+    assert_eq!(retry.body["data"], verify_response());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -201,11 +235,12 @@ async fn a_postgres_crash_mid_stream_loses_no_202_and_the_bus_recovers_by_itself
         while !*stopped.borrow() {
             let ev = death(NIK);
             let a = sender.send(&ev).await.unwrap();
-            tx.send((
-                a.status.as_u16(),
-                a.problem().map(str::to_owned),
-                id_of(&ev),
-            ))
+            tx.send(Answer {
+                status: a.status.as_u16(),
+                problem: a.problem().map(str::to_owned),
+                retry_after: a.retry_after.is_some(),
+                id: id_of(&ev),
+            })
             .unwrap();
         }
     });
@@ -239,23 +274,33 @@ async fn a_postgres_crash_mid_stream_loses_no_202_and_the_bus_recovers_by_itself
     assert!(lost.is_empty(), "{} accepted messages lost", lost.len());
 }
 
+/// What the sender saw of one message it sent.
+struct Answer {
+    status: u16,
+    problem: Option<String>,
+    retry_after: bool,
+    id: Uuid,
+}
+
 /// The answers of a sender that keeps sending through an outage.
 struct Tally {
-    answers: tokio::sync::mpsc::UnboundedReceiver<(u16, Option<String>, Uuid)>,
+    answers: tokio::sync::mpsc::UnboundedReceiver<Answer>,
     accepted: HashSet<Uuid>,
     refused: usize,
 }
 
 impl Tally {
-    /// Counts one answer: a 202, or the 503 that an outage must give; nothing else.
-    fn count(&mut self, (status, problem, id): (u16, Option<String>, Uuid)) -> bool {
-        match status {
+    /// Counts one answer: a 202, or the 503 that an outage must give (with Retry-After, so the
+    /// sender's outbox knows when to try again); nothing else.
+    fn count(&mut self, a: Answer) -> bool {
+        match a.status {
             202 => {
-                self.accepted.insert(id);
+                self.accepted.insert(a.id);
                 true
             }
             503 => {
-                assert_eq!(problem.as_deref(), Some("store-unavailable"));
+                assert_eq!(a.problem.as_deref(), Some("store-unavailable"));
+                assert!(a.retry_after, "a 503 in the outage without Retry-After");
                 self.refused += 1;
                 false
             }

@@ -152,3 +152,23 @@ fn the_peer_and_amqp_end_to_end() {
     assert_eq!(lines[0]["scenario"], "amqp-e2e");
     assert_served(&lines);
 }
+
+#[test]
+fn scale_out_on_postgres() {
+    let flags = services();
+    let lines = run("scaleout", &[&flags[0], &flags[1], "--nodes", "2"]);
+    let names: Vec<&str> = lines
+        .iter()
+        .map(|l| l["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["store-ceiling", "scaleout-accept-2n", "scaleout-e2e-2n"]
+    );
+    assert!(
+        lines[0]["msgs_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{}",
+        lines[0]
+    );
+    assert_served(&lines[1..]);
+}

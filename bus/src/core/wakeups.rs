@@ -99,6 +99,7 @@ impl Wakeups {
                 self.inboxes.wake(&m);
             }
             Signal::Query(requester, id) => {
+                tracing::debug!(%id, "query signal from another node");
                 if !self.queries.is_waiting(&(requester.clone(), id)) {
                     return;
                 }
