@@ -246,8 +246,8 @@ async fn a_recomputed_chain_fails_its_checkpoint() {
             "UPDATE audit SET actor = '{}', prev = {prefix}{}{suffix}, hash = {prefix}{}{suffix} \
              WHERE pos = {}",
             r.entry.actor,
-            bus::audit::hex(&r.prev),
-            bus::audit::hex(&r.hash),
+            hex::encode(r.prev),
+            hex::encode(r.hash),
             r.pos
         ));
     }

@@ -494,7 +494,7 @@ pub async fn every_action_is_audited_into_one_chain(store: Arc<dyn Store>) {
     assert_eq!(accept.actor, "GOV/a");
     assert_eq!(accept.counterpart.as_deref(), Some("GOV/b"));
     assert_eq!(accept.id, Some(m.id));
-    assert_eq!(accept.digest, Some(bus::audit::hex(&[7; 32])));
+    assert_eq!(accept.digest, Some(hex::encode([7u8; 32])));
     assert_eq!(pending[1].1.counterpart.as_deref(), Some("GOV/a"));
 
     let pki = tempfile::tempdir().unwrap();

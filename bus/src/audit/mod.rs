@@ -121,7 +121,7 @@ impl Entry {
     }
 
     pub fn digest(mut self, d: &[u8; 32]) -> Entry {
-        self.digest = Some(hex(d));
+        self.digest = Some(hex::encode(d));
         self
     }
 
@@ -131,18 +131,10 @@ impl Entry {
     }
 }
 
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
+/// A SHA-256 hash from its 64 hex digits.
 pub fn unhex(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
     let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(s, &mut out).ok()?;
     Some(out)
 }
 
@@ -186,7 +178,7 @@ impl Record {
                 m.insert(k.into(), v.into());
             }
         }
-        m.insert("prev".into(), hex(prev).into());
+        m.insert("prev".into(), hex::encode(prev).into());
         m
     }
 
@@ -198,7 +190,7 @@ impl Record {
     /// The record as `simpul audit export` writes it: the body and its hash.
     pub fn to_json(&self) -> Value {
         let mut m = Self::body(&self.entry, self.pos, &self.prev);
-        m.insert("hash".into(), hex(&self.hash).into());
+        m.insert("hash".into(), hex::encode(self.hash).into());
         Value::Object(m)
     }
 
@@ -239,7 +231,7 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     pub fn payload(count: i64, head: &[u8; 32], at: i64) -> Vec<u8> {
-        canonical(&json!({"count": count, "head": hex(head), "at": at}))
+        canonical(&json!({"count": count, "head": hex::encode(head), "at": at}))
     }
 
     pub fn sign(signer: &crate::trust::Signer, count: i64, head: [u8; 32]) -> Checkpoint {
@@ -253,7 +245,7 @@ impl Checkpoint {
     }
 
     pub fn to_json(&self) -> Value {
-        json!({"checkpoint": {"count": self.count, "head": hex(&self.head), "at": self.at},
+        json!({"checkpoint": {"count": self.count, "head": hex::encode(self.head), "at": self.at},
                "jws": self.jws})
     }
 

@@ -1,7 +1,7 @@
 //! Checks a chain and its checkpoints, from a store or from an export, with nothing but the
 //! bus's certificates: `simpul audit verify` and anyone's own verifier do the same steps.
 
-use super::{Checkpoint, Record, hex};
+use super::{Checkpoint, Record};
 use crate::trust::KeySet;
 
 /// The first thing wrong with a chain.
@@ -103,8 +103,8 @@ impl Verifier {
                 &format!(
                     "the chain up to here differs from the signed checkpoint (head {} signed, \
                      {} found): a record at or before it was rewritten",
-                    hex(&c.head),
-                    hex(&r.hash)
+                    hex::encode(c.head),
+                    hex::encode(r.hash)
                 ),
             ));
         }

@@ -225,7 +225,7 @@ impl Node {
         }
         let subject = self.subject_key.hmac(kind, value);
         let asked = Entry::new(asker.as_str(), Action::SubjectReport)
-            .detail(format!("{kind} {}", crate::audit::hex(&subject)));
+            .detail(format!("{kind} {}", hex::encode(subject)));
         self.store.record(vec![asked]).await?;
         Ok(self.store.subject_records(subject).await?)
     }

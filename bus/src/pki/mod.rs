@@ -182,10 +182,7 @@ impl DevCa {
         let serial = random_serial()?;
         // A tag from the serial makes each CA's name unique, so two dev CAs (say, of two
         // machines) are told apart by name in error messages and chain building.
-        let tag: String = serial.to_bytes()[..4]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let tag = hex::encode(&serial.to_bytes()[..4]);
         let mut params = CertificateParams::default();
         params.distinguished_name = name(&[
             (
@@ -504,26 +501,19 @@ struct Revoked {
 
 impl Revoked {
     fn line(&self) -> String {
-        let hex: String = self.serial.iter().map(|b| format!("{b:02x}")).collect();
+        let serial = hex::encode(&self.serial);
         let time = self
             .time
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        format!("{hex} {time} {}\n", self.member)
+        format!("{serial} {time} {}\n", self.member)
     }
 
     fn parse(line: &str) -> Option<Revoked> {
         let mut it = line.split_whitespace();
-        let hex = it.next()?;
+        let serial = hex::decode(it.next()?).ok().filter(|s| !s.is_empty())?;
         let time = it.next()?;
         let member = it.next().unwrap_or_default().to_owned();
-        if hex.len() % 2 != 0 || hex.is_empty() {
-            return None;
-        }
-        let serial = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-            .collect::<Option<Vec<u8>>>()?;
         let time =
             OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339).ok()?;
         Some(Revoked {
