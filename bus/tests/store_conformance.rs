@@ -475,7 +475,8 @@ pub async fn a_nacked_query_takes_no_reply(store: &dyn Store) {
     assert!(rec.reply.is_none());
 }
 
-/// Every action leaves its record in the same commit, in order; one sealer chains them all,
+/// Every action leaves its record in the same commit, in order; they end up in one chain in
+/// commit order (chained as written by a store with one writer, or by the one sealer),
 /// however many writers ran at once, and the chain verifies with its checkpoints.
 pub async fn every_action_is_audited_into_one_chain(store: Arc<dyn Store>) {
     let (a, b) = (member("GOV/a"), member("GOV/b"));
@@ -486,16 +487,6 @@ pub async fn every_action_is_audited_into_one_chain(store: Arc<dyn Store>) {
     store.message(&a, m.id).await.unwrap().unwrap();
     let refusal = Entry::new("GOV/a", Action::Reject).detail("message: schema-validation");
     store.record(vec![refusal]).await.unwrap();
-    let pending = store.unsealed(100).await.unwrap();
-    let actions: Vec<Action> = pending.iter().map(|(_, e)| e.action).collect();
-    use Action::*;
-    assert_eq!(actions, [Accept, Lease, Ack, StatusRead, Reject]);
-    let accept = &pending[0].1;
-    assert_eq!(accept.actor, "GOV/a");
-    assert_eq!(accept.counterpart.as_deref(), Some("GOV/b"));
-    assert_eq!(accept.id, Some(m.id));
-    assert_eq!(accept.digest, Some(hex::encode([7u8; 32])));
-    assert_eq!(pending[1].1.counterpart.as_deref(), Some("GOV/a"));
 
     let pki = tempfile::tempdir().unwrap();
     bus::pki::DevCa::init(pki.path(), "simpul.test", &[], false).unwrap();
@@ -512,6 +503,22 @@ pub async fn every_action_is_audited_into_one_chain(store: Arc<dyn Store>) {
         Arc::new(SignerCell::new(signer.unwrap(), &KeySet::default())),
         policy,
     ));
+    // A store may chain its records as it writes them (one writer) or leave them to the
+    // sealer (several); either way, once the sealer has flushed, they are chained in order.
+    sealer.flush().await.unwrap();
+    let chained = store.audit_records(0, 100).await.unwrap();
+    let actions: Vec<Action> = chained.iter().map(|r| r.entry.action).collect();
+    use Action::*;
+    assert_eq!(actions, [Accept, Lease, Ack, StatusRead, Reject]);
+    let positions: Vec<i64> = chained.iter().map(|r| r.pos).collect();
+    assert_eq!(positions, [1, 2, 3, 4, 5]);
+    let accept = &chained[0].entry;
+    assert_eq!(accept.actor, "GOV/a");
+    assert_eq!(accept.counterpart.as_deref(), Some("GOV/b"));
+    assert_eq!(accept.id, Some(m.id));
+    assert_eq!(accept.digest, Some(hex::encode([7u8; 32])));
+    assert_eq!(chained[1].entry.counterpart.as_deref(), Some("GOV/a"));
+
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let store = store.clone();

@@ -1,5 +1,6 @@
-//! The audit chain over a store: the sealer that chains what the stores wrote, in the order
-//! it committed, and signs checkpoints; and the verifier and exporter that read it back.
+//! The audit chain over a store: the sealer that chains what a store with several writers
+//! wrote, in the order it committed, and signs checkpoints (for every store); and the verifier
+//! and exporter that read it back.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -431,6 +431,7 @@ pub trait AuditTrail: AuditRead + 'static {
     /// Waits until this node is the store's one sealer (at once for the embedded store).
     async fn lead_sealing(&self) -> Result<Leadership, StoreError>;
     /// Up to `limit` records not yet chained, in the order they committed, with their rows.
+    /// Always none for a store that chains each record as it writes it (one writer).
     async fn unsealed(&self, limit: usize) -> Result<Vec<(i64, Entry)>, StoreError>;
     /// Every record about the person whose identifier has HMAC `subject`: of the messages and
     /// replies that carried it (sent, delivered, settled, replied, status read) and of the

@@ -1,5 +1,5 @@
-//! The audit tables of the embedded store: records written inside each operation's savepoint,
-//! sealed later by the writer, and read by the verifier even with no bus running.
+//! The audit tables of the embedded store: records written and chained inside each operation's
+//! savepoint, and read by the verifier even with no bus running.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS audit(
     counterpart TEXT,
     digest TEXT,
     detail TEXT,
-    -- Set by the sealer: the place in the chain, the hash before it and its own.
+    -- The place in the chain, the hash before it and its own: set as the record is written
+    -- (NULL only in rows an earlier version left for its sealer; see seal_leftovers).
     pos INTEGER UNIQUE,
     prev BLOB,
     hash BLOB
@@ -47,11 +48,24 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints(
 );
 ";
 
-/// Adds `e` to the audit in the caller's transaction (an operation's savepoint).
+/// Adds `e` to the audit in the caller's transaction (an operation's savepoint), already
+/// chained after the last record.
+///
+/// The embedded store has one writer, so the order it inserts in is the order it commits in,
+/// and a record can be sealed as it is written. The chain's head is read back from the table
+/// (the last entry of the `pos` index, always in the page cache) rather than held in memory,
+/// so a savepoint or a whole group commit that rolls back takes its records' places in the
+/// chain with it. Sealing later instead, as a store with concurrent writers must, cost a read
+/// of every record back and a second write of its row: about a sixth of the bus's CPU on
+/// single-message accepts (BENCHMARKS.md, issue 15).
 pub(super) fn record(c: &Connection, e: &Entry) -> rusqlite::Result<()> {
+    let (last, prev) = last_sealed(c)?;
+    let pos = last + 1;
+    let hash = Record::hash_of(e, pos, &prev);
     c.prepare_cached(
-        "INSERT INTO audit(at, actor, action, type, msg_id, counterpart, digest, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO audit(at, actor, action, type, msg_id, counterpart, digest, detail,
+                           pos, prev, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         e.at,
@@ -61,9 +75,44 @@ pub(super) fn record(c: &Connection, e: &Entry) -> rusqlite::Result<()> {
         e.id.map(|i| i.to_string()),
         e.counterpart,
         e.digest,
-        e.detail
+        e.detail,
+        pos,
+        &prev[..],
+        &hash[..]
     ])
     .map(drop)
+}
+
+/// The position and hash of the chain's last record: (0, zeros) for an empty chain.
+fn last_sealed(c: &Connection) -> rusqlite::Result<(i64, [u8; 32])> {
+    let last: Option<(i64, Vec<u8>)> = c
+        .prepare_cached(
+            "SELECT pos, hash FROM audit WHERE pos IS NOT NULL ORDER BY pos DESC LIMIT 1",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match last {
+        Some((pos, hash)) => Ok((pos, hash32(Some(hash))?)),
+        None => Ok((0, [0; 32])),
+    }
+}
+
+/// Chains the records an earlier version left for its sealer, oldest first, before the
+/// writer starts sealing as it writes: a store from before inline sealing opens whole.
+pub(super) fn seal_leftovers(c: &mut Connection) -> rusqlite::Result<usize> {
+    let tx = c.transaction()?;
+    let pending = unsealed(&tx, usize::MAX >> 1)?;
+    let (mut pos, mut prev) = last_sealed(&tx)?;
+    let mut sealed = Vec::with_capacity(pending.len());
+    for (row, entry) in pending {
+        pos += 1;
+        let r = Record::seal(entry, pos, prev);
+        prev = r.hash;
+        sealed.push((row, r));
+    }
+    seal(&tx, &sealed, None)?;
+    tx.commit()?;
+    Ok(sealed.len())
 }
 
 /// Indexes the message (`sender`, `id`) under each of `subjects`, in the caller's savepoint.
@@ -180,13 +229,7 @@ pub(super) fn seal(
 }
 
 fn head(c: &Connection) -> rusqlite::Result<Head> {
-    let last: Option<(i64, Vec<u8>)> = c
-        .query_row(
-            "SELECT pos, hash FROM audit WHERE pos IS NOT NULL ORDER BY pos DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let (count, hash) = last_sealed(c)?;
     let cp: Option<(i64, i64)> = c
         .query_row(
             "SELECT count, at FROM audit_checkpoints ORDER BY count DESC LIMIT 1",
@@ -194,10 +237,6 @@ fn head(c: &Connection) -> rusqlite::Result<Head> {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let (count, hash) = match last {
-        Some((pos, hash)) => (pos, hash32(Some(hash))?),
-        None => (0, [0; 32]),
-    };
     let (checkpoint_count, checkpoint_at) = cp.unwrap_or((0, 0));
     Ok(Head {
         count,

@@ -118,6 +118,7 @@ impl SqliteStore {
         }
         let mut conn = open(&opts.path, opts.busy_timeout).map_err(unavailable)?;
         schema::prepare(&mut conn)?;
+        audit::seal_leftovers(&mut conn).map_err(unavailable)?;
         let syncs = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel(opts.queue);
         let max_batch = opts.max_batch;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::registry::Kind;
+use crate::store::AuditRead;
 
 fn msg(sender: &MemberId, to: &MemberId, body: &str) -> NewMessage {
     NewMessage {
@@ -171,4 +172,74 @@ async fn a_version_2_store_gains_lease_tokens() {
         lease: Some(token),
     };
     assert_eq!(store.ack(&b, vec![ticket]).await.unwrap(), [Settled::Done]);
+}
+
+/// Asserts that `records` are the chain from its start: positions 1.., each holding the hash
+/// of the one before and its own hash over its content.
+fn assert_chained(records: &[crate::audit::Record]) {
+    let mut prev = [0; 32];
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.pos, i as i64 + 1);
+        assert_eq!(
+            r.prev, prev,
+            "record {} does not follow its predecessor",
+            r.pos
+        );
+        let hash = crate::audit::Record::hash_of(&r.entry, r.pos, &r.prev);
+        assert_eq!(r.hash, hash, "record {} has the wrong hash", r.pos);
+        prev = r.hash;
+    }
+}
+
+/// Records are chained as they are written; an operation that rolls back (a batch with a
+/// conflicting id) takes its records' places in the chain with it, leaving no gap.
+#[tokio::test]
+async fn a_rolled_back_operation_leaves_no_gap_in_the_chain() {
+    let (_dir, store, a, b) = fresh_store();
+    let (first, dropped, last) = (msg(&a, &b, "1"), msg(&a, &b, "2"), msg(&a, &b, "3"));
+    store.append(vec![first.clone()]).await.unwrap();
+    let reused = NewMessage {
+        hash: [8; 32],
+        ..first.clone()
+    };
+    let out = store.append(vec![dropped, reused]).await.unwrap();
+    assert!(matches!(out, AppendOutcome::Conflict(1)), "{out:?}");
+    store.append(vec![last.clone()]).await.unwrap();
+    assert_eq!(store.unsealed_count().await.unwrap(), 0);
+    let records = store.audit_records(0, 10).await.unwrap();
+    let ids: Vec<_> = records.iter().map(|r| r.entry.id).collect();
+    assert_eq!(ids, [Some(first.id), Some(last.id)]);
+    assert_chained(&records);
+}
+
+/// A store from before records were chained as written holds records left for the sealer:
+/// opening it chains them, in the order they were written, before anything new.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_an_older_version_left_unsealed_are_chained_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let (a, b) = (
+        MemberId::parse("GOV/a").unwrap(),
+        MemberId::parse("GOV/b").unwrap(),
+    );
+    let store = SqliteStore::open(StoreOptions::new(&path)).unwrap();
+    let sent: Vec<_> = (0..3).map(|i| msg(&a, &b, &i.to_string())).collect();
+    for m in &sent {
+        store.append(vec![m.clone()]).await.unwrap();
+    }
+    store.close().await;
+    // As the earlier version left them: the first sealed, the other two not yet.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("UPDATE audit SET pos = NULL, prev = NULL, hash = NULL WHERE pos > 1")
+        .unwrap();
+    let store = SqliteStore::open(StoreOptions::new(&path)).unwrap();
+    assert_eq!(store.unsealed_count().await.unwrap(), 0);
+    let after = msg(&a, &b, "after");
+    store.append(vec![after.clone()]).await.unwrap();
+    let records = store.audit_records(0, 10).await.unwrap();
+    let ids: Vec<_> = records.iter().map(|r| r.entry.id).collect();
+    let expected: Vec<_> = sent.iter().chain([&after]).map(|m| Some(m.id)).collect();
+    assert_eq!(ids, expected);
+    assert_chained(&records);
 }
