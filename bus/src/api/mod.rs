@@ -244,7 +244,10 @@ pub fn app(state: SharedState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .merge(openapi::routes(&state.node.registry, state.config.max_wait))
+        .merge(openapi::routes(
+            state.node.registry.clone(),
+            state.config.max_wait,
+        ))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // Offices on slow links send gzip batch envelopes (`Content-Encoding: gzip`). The

@@ -8,6 +8,8 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Bytes;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -346,11 +348,19 @@ fn cloud_event() -> Value {
 }
 
 /// `GET /v1/openapi.json` and `/docs` (Swagger UI), for any member.
+///
+/// The description is written on its first request, off the async workers, and kept as
+/// bytes: for a registry of 10,000 types it takes about a tenth of a second, which a cold
+/// start need not wait for and no later request should repeat.
 pub fn routes<S: Clone + Send + Sync + 'static>(
-    registry: &Registry,
+    registry: Arc<Registry>,
     max_wait: std::time::Duration,
 ) -> Router<S> {
-    let doc = Arc::new(document(registry, max_wait));
+    let doc = Arc::new(Description {
+        registry,
+        max_wait,
+        bytes: tokio::sync::OnceCell::new(),
+    });
     let config = utoipa_swagger_ui::Config::new(["/v1/openapi.json"]);
     Router::new()
         .route(
@@ -363,12 +373,32 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(config))
 }
 
+/// The registry's description, written once when first asked for.
+struct Description {
+    registry: Arc<Registry>,
+    max_wait: std::time::Duration,
+    bytes: tokio::sync::OnceCell<Bytes>,
+}
+
 /// This description.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
     responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object),
               (status = "4XX", response = ProblemResponse)))]
-async fn openapi_json(_peer: crate::identity::Peer, doc: Arc<Value>) -> Response {
-    axum::Json(doc.as_ref().clone()).into_response()
+async fn openapi_json(
+    _peer: crate::identity::Peer,
+    doc: Arc<Description>,
+) -> Result<Response, ApiError> {
+    let bytes = doc
+        .bytes
+        .get_or_try_init(|| {
+            let doc = doc.clone();
+            tokio::task::spawn_blocking(move || {
+                Bytes::from(document(&doc.registry, doc.max_wait).to_string())
+            })
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("writing the OpenAPI description: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes.clone()).into_response())
 }
 
 /// A type's `data`: its schema, or any of its versions when it has several.

@@ -56,8 +56,8 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints(
 /// (the last entry of the `pos` index, always in the page cache) rather than held in memory,
 /// so a savepoint or a whole group commit that rolls back takes its records' places in the
 /// chain with it. Sealing later instead, as a store with concurrent writers must, cost a read
-/// of every record back and a second write of its row: about a sixth of the bus's CPU on
-/// single-message accepts (BENCHMARKS.md, issue 15).
+/// of every record back and a second write of its row: a tenth of the bus's CPU per message
+/// on h2 accepts (BENCHMARKS.md, issue 15, second round).
 pub(super) fn record(c: &Connection, e: &Entry) -> rusqlite::Result<()> {
     let (last, prev) = last_sealed(c)?;
     let pos = last + 1;
