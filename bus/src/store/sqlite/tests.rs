@@ -25,10 +25,7 @@ fn msg(sender: &MemberId, to: &MemberId, body: &str) -> NewMessage {
 async fn concurrent_appends_share_commits() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(StoreOptions::new(dir.path().join("s.db"))).unwrap());
-    let (a, b) = (
-        MemberId::parse("GOV/a").unwrap(),
-        MemberId::parse("GOV/b").unwrap(),
-    );
+    let (a, b) = sender_and_recipient();
     let tasks: Vec<_> = (0..400)
         .map(|i| {
             let (store, m) = (store.clone(), msg(&a, &b, &i.to_string()));
@@ -66,9 +63,15 @@ async fn concurrent_appends_share_commits() {
 fn fresh_store() -> (tempfile::TempDir, SqliteStore, MemberId, MemberId) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(StoreOptions::new(dir.path().join("s.db"))).unwrap();
-    let a = MemberId::parse("GOV/a").unwrap();
-    let b = MemberId::parse("GOV/b").unwrap();
+    let (a, b) = sender_and_recipient();
     (dir, store, a, b)
+}
+
+fn sender_and_recipient() -> (MemberId, MemberId) {
+    (
+        MemberId::parse("GOV/a").unwrap(),
+        MemberId::parse("GOV/b").unwrap(),
+    )
 }
 
 /// A 202, an ack and a reply wait for an fsync; a lease and a query's append do not need one
@@ -136,10 +139,7 @@ fn a_newer_store_is_refused() {
 async fn a_version_2_store_gains_lease_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
-    let (a, b) = (
-        MemberId::parse("GOV/a").unwrap(),
-        MemberId::parse("GOV/b").unwrap(),
-    );
+    let (a, b) = sender_and_recipient();
     let (held, fresh) = (msg(&a, &b, "held"), msg(&a, &b, "fresh"));
     let store = SqliteStore::open(StoreOptions::new(&path)).unwrap();
     store.append(vec![held.clone()]).await.unwrap();
@@ -218,10 +218,7 @@ async fn a_rolled_back_operation_leaves_no_gap_in_the_chain() {
 async fn records_an_older_version_left_unsealed_are_chained_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
-    let (a, b) = (
-        MemberId::parse("GOV/a").unwrap(),
-        MemberId::parse("GOV/b").unwrap(),
-    );
+    let (a, b) = sender_and_recipient();
     let store = SqliteStore::open(StoreOptions::new(&path)).unwrap();
     let sent: Vec<_> = (0..3).map(|i| msg(&a, &b, &i.to_string())).collect();
     for m in &sent {
