@@ -159,6 +159,21 @@ impl Record {
         }
     }
 
+    /// Chains `entries` (each with the row it was stored in), in order, after the record at
+    /// `pos` whose hash is `prev`: how a sealer chains what waits for it.
+    pub fn chain<R>(entries: Vec<(R, Entry)>, pos: i64, prev: [u8; 32]) -> Vec<(R, Record)> {
+        let (mut pos, mut prev) = (pos, prev);
+        entries
+            .into_iter()
+            .map(|(row, entry)| {
+                pos += 1;
+                let r = Record::seal(entry, pos, prev);
+                prev = r.hash;
+                (row, r)
+            })
+            .collect()
+    }
+
     /// What is hashed: the record as exported, without its own hash (absent fields left out).
     fn body(entry: &Entry, pos: i64, prev: &[u8; 32]) -> Map<String, Value> {
         let mut m = Map::new();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::audit::verify::{Broken, Verified, Verifier};
-use crate::audit::{Checkpoint, Head, Record, now_us};
+use crate::audit::{Checkpoint, Record, now_us};
 use crate::store::{AuditRead, Store, StoreError};
 use crate::trust::{KeySet, SignerCell};
 
@@ -57,18 +57,10 @@ impl Sealer {
         let head = self.store.audit_head().await?;
         let pending = self.store.unsealed(BATCH).await?;
         let n = pending.len();
-        let Head {
-            mut count,
-            mut hash,
-            ..
-        } = head;
-        let mut sealed = Vec::with_capacity(n);
-        for (row, entry) in pending {
-            count += 1;
-            let r = Record::seal(entry, count, hash);
-            hash = r.hash;
-            sealed.push((row, r));
-        }
+        let sealed = Record::chain(pending, head.count, head.hash);
+        let (count, hash) = sealed
+            .last()
+            .map_or((head.count, head.hash), |(_, r)| (r.pos, r.hash));
         let grown = count - head.checkpoint_count;
         let due = grown >= self.policy.records
             || (grown > 0

@@ -99,20 +99,12 @@ fn last_sealed(c: &Connection) -> rusqlite::Result<(i64, [u8; 32])> {
 
 /// Chains the records an earlier version left for its sealer, oldest first, before the
 /// writer starts sealing as it writes: a store from before inline sealing opens whole.
-pub(super) fn seal_leftovers(c: &mut Connection) -> rusqlite::Result<usize> {
+pub(super) fn seal_leftovers(c: &mut Connection) -> rusqlite::Result<()> {
     let tx = c.transaction()?;
     let pending = unsealed(&tx, usize::MAX >> 1)?;
-    let (mut pos, mut prev) = last_sealed(&tx)?;
-    let mut sealed = Vec::with_capacity(pending.len());
-    for (row, entry) in pending {
-        pos += 1;
-        let r = Record::seal(entry, pos, prev);
-        prev = r.hash;
-        sealed.push((row, r));
-    }
-    seal(&tx, &sealed, None)?;
-    tx.commit()?;
-    Ok(sealed.len())
+    let (pos, prev) = last_sealed(&tx)?;
+    seal(&tx, &Record::chain(pending, pos, prev), None)?;
+    tx.commit()
 }
 
 /// Indexes the message (`sender`, `id`) under each of `subjects`, in the caller's savepoint.
